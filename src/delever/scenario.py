@@ -1,0 +1,316 @@
+"""Scenario: the typed, strict description of one run (pydantic models loaded from TOML).
+
+Unknown keys are errors everywhere (``extra="forbid"``); every model is frozen. A scenario is
+reproducible from its ``config_hash`` (SHA-256 of the canonical JSON of the resolved scenario,
+venue rules included) and its ``seed``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from delever.errors import DeleverInputError
+
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
+
+
+class Strict(BaseModel):
+    """Base: unknown keys rejected, immutable, no NaN/inf."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# --------------------------------------------------------------------------- venue
+class VenueSection(Strict):
+    """Venue preset name and overrides of its rules (nested keys of ``delever.venues.VenueRules``)."""
+
+    preset: Literal["binance-usdm", "hyperliquid"] = "binance-usdm"
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- market
+class BookDepthSource(Strict):
+    """Binance Vision ``bookDepth`` file (cumulative depth in +-1..5 % bands), snapshot at ``at``."""
+
+    source: Literal["book_depth"] = "book_depth"
+    path: str
+    at: str = Field(description="UTC timestamp 'YYYY-MM-DD HH:MM:SS'; the latest snapshot at or before it is used")
+
+
+class L2Source(Strict):
+    """Raw L2 feed (hftbacktest capture: snapshot + diffs, or Hyperliquid l2Book), book rebuilt at ``at``."""
+
+    source: Literal["l2"] = "l2"
+    path: str
+    at: str | None = Field(default=None, description="UTC timestamp; default: end of the capture")
+    contract_size_usd: PositiveFloat | None = Field(
+        default=None, description="COIN-M: quantities are contracts of this many USD (100 for BTCUSD_PERP)"
+    )
+
+
+class ParametricDepth(Strict):
+    """Parametric depth: cumulative notional within x of mid ``= depth_usd_at_1pct * (x/1%)^(1/impact_exponent)``.
+
+    ``impact_exponent`` 1 is linear impact, 0.5 the square-root law, anything else a power law.
+    """
+
+    source: Literal["parametric"] = "parametric"
+    kind: Literal["linear", "sqrt", "power"] = "sqrt"
+    depth_usd_at_1pct: PositiveFloat = 2.0e8
+    impact_exponent: PositiveFloat | None = Field(default=None, description="only for kind='power'")
+
+    @model_validator(mode="after")
+    def _exponent(self) -> ParametricDepth:
+        if (self.kind == "power") != (self.impact_exponent is not None):
+            raise ValueError("impact_exponent is required for kind='power' and only allowed there")
+        return self
+
+
+class ImpactSection(Strict):
+    """Price impact of forced orders: what stays (permanent) and how fast the rest decays (resilience)."""
+
+    permanent_fraction: Fraction = 0.3
+    resilience_half_life_s: PositiveFloat = 60.0
+    max_walk_pct: Annotated[float, Field(gt=0, lt=100)] = 50.0
+
+
+class MarketSection(Strict):
+    instrument: str = "BTCUSDT"
+    start_price: PositiveFloat | None = Field(default=None, description="USD; default: the price driver's first price")
+    depth: Annotated[BookDepthSource | L2Source | ParametricDepth, Field(discriminator="source")] = ParametricDepth()
+    impact: ImpactSection = ImpactSection()
+
+
+# --------------------------------------------------------------------------- book
+class LeverageMix(Strict):
+    """Discrete leverage distribution: ``leverage[i]`` with probability ``weight[i]`` (normalized)."""
+
+    leverage: list[PositiveFloat] = [2, 3, 5, 10, 20, 25, 50, 75, 100, 125]
+    weight: list[NonNegFloat] = [0.10, 0.10, 0.18, 0.22, 0.17, 0.08, 0.08, 0.03, 0.03, 0.01]
+
+    @model_validator(mode="after")
+    def _same_length(self) -> LeverageMix:
+        if len(self.leverage) != len(self.weight) or not self.leverage or sum(self.weight) <= 0:
+            raise ValueError("leverage and weight must be equal-length, non-empty, with a positive weight sum")
+        return self
+
+
+class EntryPrices(Strict):
+    """Where entry prices come from: a kline price history (volume-weighted if it has volume) or a lognormal."""
+
+    source: Literal["lognormal", "history"] = "lognormal"
+    sigma: PositiveFloat = Field(default=0.03, description="lognormal: std of log(entry/start)")
+    path: str | None = Field(default=None, description="history: Binance kline file(s), relative to the data dir")
+    extra_paths: list[str] = Field(default_factory=list)
+    before: str | None = Field(default=None, description="history: use bars opening before this UTC time")
+    lookback_hours: PositiveFloat = 48.0
+
+    @model_validator(mode="after")
+    def _path(self) -> EntryPrices:
+        if self.source == "history" and not self.path:
+            raise ValueError("entry prices from 'history' need 'path'")
+        return self
+
+
+class AccountSizes(Strict):
+    """Account collateral distribution (USD) before scaling to open interest."""
+
+    kind: Literal["lognormal", "pareto"] = "lognormal"
+    median_usd: PositiveFloat = 2_000.0
+    sigma: PositiveFloat = 1.6
+    pareto_alpha: PositiveFloat = 1.3
+
+
+class Synthesis(Strict):
+    """Parameters of the synthesized book (see ``delever.synthesize``)."""
+
+    open_interest_usd: PositiveFloat = 8.0e9
+    long_short_ratio: PositiveFloat = Field(default=1.0, description="long accounts / short accounts")
+    positions: Annotated[int, Field(ge=2, le=50_000_000)] = 50_000
+    cross_share: Fraction = 0.5
+    leverage: LeverageMix = LeverageMix()
+    entry: EntryPrices = EntryPrices()
+    account_size: AccountSizes = AccountSizes()
+
+
+class BookSection(Strict):
+    source: Literal["synthesize", "file"] = "synthesize"
+    path: str | None = Field(default=None, description="file: CSV, Parquet or ccxt positions JSON")
+    synthesize: Synthesis = Synthesis()
+
+    @model_validator(mode="after")
+    def _path(self) -> BookSection:
+        if self.source == "file" and not self.path:
+            raise ValueError("book.source = 'file' needs book.path")
+        return self
+
+
+# --------------------------------------------------------------------------- price driver
+class ShockDriver(Strict):
+    """Exogenous shock: price moves by ``move_pct`` over ``duration_s``, then holds for ``hold_s``."""
+
+    kind: Literal["shock"] = "shock"
+    mode: Literal["stress"] = "stress"
+    move_pct: Annotated[float, Field(gt=-99, lt=1000)] = -8.0
+    duration_s: NonNegFloat = 60.0
+    hold_s: NonNegFloat = 300.0
+    shape: Literal["linear", "step"] = "linear"
+
+
+class HistoricalDriver(Strict):
+    """Historical klines as the exogenous price (``stress``: impact added) or observed mark (``replay``)."""
+
+    kind: Literal["historical"] = "historical"
+    mode: Literal["stress", "replay"] = "stress"
+    path: str
+    start: str | None = None
+    end: str | None = None
+    intrabar: Literal["close", "ohlc"] = Field(
+        default="ohlc", description="ohlc: each bar becomes 4 sub-steps O, H/L, L/H, C (extreme nearer the open first)"
+    )
+
+
+class EngineSection(Strict):
+    dt_s: PositiveFloat = Field(default=1.0, description="time step of generated drivers (s)")
+    max_rounds: Annotated[int, Field(ge=1, le=10_000)] = 50
+
+
+class InsuranceFundSection(Strict):
+    initial_usd: NonNegFloat = 5.0e8
+
+
+class Scenario(Strict):
+    """One run: venue, market, book, price driver, engine settings, insurance fund, seed."""
+
+    name: str = "default"
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 0
+    venue: VenueSection = VenueSection()
+    market: MarketSection = MarketSection()
+    book: BookSection = BookSection()
+    price_driver: Annotated[ShockDriver | HistoricalDriver, Field(discriminator="kind")] = ShockDriver()
+    engine: EngineSection = EngineSection()
+    insurance_fund: InsuranceFundSection = InsuranceFundSection()
+
+
+# --------------------------------------------------------------------------- loading
+DEFAULT_SCENARIO = Path(__file__).with_name("scenarios") / "default.toml"
+
+
+def _format_validation(err: ValidationError, where: str) -> str:
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-")) or "(top level)"
+    msg = e["msg"]
+    if e["type"] == "extra_forbidden":
+        msg = "unknown key"
+    got = e.get("input")
+    got_s = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {got!r})"
+    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
+    return f"{where}: field '{loc}': {msg}{got_s}{more}"
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Parse ``key.path=value``; the value is read as a TOML value, else as a plain string.
+
+    Raises:
+        DeleverInputError: no ``=`` or an empty key.
+    """
+    key, sep, raw = item.partition("=")
+    if not sep or not key.strip():
+        raise DeleverInputError(f"--set {item!r}: expected key.path=value")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return [k.strip() for k in key.split(".")], value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``key.path=value`` set (intermediate tables created).
+
+    A key under ``venue.overrides`` is kept nested there; validation of the path happens later.
+    """
+    out = json.loads(json.dumps(raw))
+    for item in overrides:
+        path, value = parse_override(item)
+        node = out
+        for k in path[:-1]:
+            nxt = node.get(k)
+            if not isinstance(nxt, dict):
+                nxt = node[k] = {}
+            node = nxt
+        node[path[-1]] = value
+    return out
+
+
+def load_scenario(path: str | Path | None = None, overrides: list[str] | None = None) -> Scenario:
+    """Load and validate a scenario TOML (the embedded default when ``path`` is None).
+
+    Raises:
+        DeleverInputError: missing file, TOML syntax error, unknown key or bad value (the message
+            names the file and the dotted field).
+    """
+    src = Path(path) if path is not None else DEFAULT_SCENARIO
+    try:
+        raw = tomllib.loads(src.read_text())
+    except FileNotFoundError:
+        raise DeleverInputError(f"{src}: scenario file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DeleverInputError(f"{src}: not valid TOML: {exc}") from None
+    raw = apply_overrides(raw, overrides or [])
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise DeleverInputError(_format_validation(exc, str(src))) from None
+
+
+def config_hash(scenario: Scenario, venue_rules: BaseModel | None = None) -> str:
+    """SHA-256 (hex, first 16 chars) of the canonical JSON of the scenario and its resolved venue rules."""
+    payload = {"scenario": scenario.model_dump(mode="json")}
+    if venue_rules is not None:
+        payload["venue_rules"] = venue_rules.model_dump(mode="json")
+    blob = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _project_root() -> Path | None:
+    for base in (Path.cwd(), *Path.cwd().parents):
+        pp = base / "pyproject.toml"
+        if pp.is_file() and 'name = "delever"' in pp.read_text(errors="ignore"):
+            return base
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "pyproject.toml").is_file() else None
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+    """Data directory: ``data_dir``, else ``$DELEVER_DATA_DIR``, else ``../shared/data`` beside the project root."""
+    if data_dir is not None:
+        return Path(data_dir)
+    env = os.environ.get("DELEVER_DATA_DIR")
+    if env:
+        return Path(env)
+    root = _project_root()
+    return (root if root is not None else Path.cwd()) / ".." / "shared" / "data"
+
+
+def resolve_path(rel: str, data_dir: Path, field: str) -> Path:
+    """Resolve a data path from a scenario (absolute, or relative to the data dir).
+
+    Raises:
+        DeleverInputError: the file does not exist.
+    """
+    p = Path(rel)
+    if not p.is_absolute():
+        p = data_dir / p
+    if not p.is_file():
+        raise DeleverInputError(f"{field}: data file not found: {p} (set --data-dir or DELEVER_DATA_DIR)")
+    return p
