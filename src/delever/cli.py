@@ -1,0 +1,82 @@
+"""Command line: ``delever run``, ``delever venues``.
+
+Bad input exits with code 2 and one line on stderr naming the file, row or field.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from delever.errors import DeleverInputError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Simulate and measure deleveraging cascades: liquidations, insurance fund, ADL.")
+err = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path | None, typer.Option("--scenario", "-s", help="Scenario TOML; default: the embedded default")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: key.path=value (TOML value)")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of data paths [env DELEVER_DATA_DIR; default ../shared/data]")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder")] = Path("runs"),
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout")] = False,
+    no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report")] = False,
+    no_write: Annotated[bool, typer.Option("--no-write", help="Do not write a run folder")] = False,
+) -> None:
+    """Run one cascade: venue rules, position book, depth and price driver from a scenario."""
+    from delever.runner import run_scenario, write_run
+    from delever.scenario import load_scenario, resolve_data_dir
+
+    try:
+        sc = load_scenario(scenario, set_ or [])
+        result = run_scenario(sc, resolve_data_dir(data_dir))
+        folder = None if no_write else write_run(result, out, html=not no_report)
+    except DeleverInputError as exc:
+        _fail(exc)
+        return
+    summary = dict(result.summary)
+    summary["run_folder"] = str(folder) if folder else None
+    summary["wall_s"] = round(result.wall_s, 3)
+    if as_json:
+        sys.stdout.write(json.dumps(summary, default=str) + "\n")
+    else:
+        from delever.report import print_summary
+
+        print_summary(summary, Console())
+
+
+@app.command()
+def venues() -> None:
+    """List the venue presets with their mechanics and sources."""
+    from rich.table import Table
+
+    from delever.venues import PRESETS, load_venue
+
+    table = Table(title="Venue presets")
+    for col in ("preset", "title", "backstop", "ADL ranking / price", "sources"):
+        table.add_column(col, overflow="fold")
+    for name in PRESETS:
+        v = load_venue(name)
+        table.add_row(name, v.title, f"{v.backstop.holder} (takeover at {v.backstop.takeover_price})",
+                      f"{v.adl.ranking} / {v.adl.price}", "\n".join(v.sources))
+    Console().print(table)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

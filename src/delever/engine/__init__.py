@@ -1,0 +1,1 @@
+"""The cascade engine: step loop, liquidation, backstop (insurance fund / vault), ADL, ledger."""

@@ -1,0 +1,233 @@
+"""Build a run from a scenario, execute the engine, assemble the result, write the run folder.
+
+This is the one path every front door (CLI, Python API, later the stress runner and the web
+service) goes through: ``prepare`` -> ``CascadeEngine.run`` -> ``RunResult``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from delever.book import PositionBook
+from delever.engine.core import CascadeEngine
+from delever.errors import DeleverInputError
+from delever.market.depth import DepthCurve, build_depth_curve
+from delever.paths import PricePath, build_price_path
+from delever.scenario import Scenario, config_hash, resolve_path
+from delever.venues import VenueRules, load_venue
+from delever.venues.tiers import MarginTiers
+
+TABLES = ("steps", "rounds", "liquidations", "adl", "ledger")
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs, resolved from the scenario and the data directory."""
+
+    scenario: Scenario
+    venue: VenueRules
+    tiers: MarginTiers
+    path: PricePath
+    depth: DepthCurve
+    book: PositionBook
+    config_hash: str
+    book_source: str
+    book_assumptions: dict[str, object] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunResult:
+    """A finished run: the summary (the ``--json`` object), the tables, and the inputs it came from."""
+
+    prepared: Prepared
+    summary: dict[str, object]
+    tables: dict[str, pa.Table]
+    wall_s: float
+
+
+def _entry_history(scenario: Scenario, data_dir: Path, start_time_utc: str | None):
+    from delever.data.klines import read_klines_many
+
+    entry = scenario.book.synthesize.entry
+    paths = [resolve_path(p, data_dir, "book.synthesize.entry.path") for p in [entry.path, *entry.extra_paths]]
+    before = entry.before or start_time_utc
+    kl = read_klines_many(paths)
+    if before is not None:
+        from delever.data.klines import parse_utc_ms
+
+        end_ms = parse_utc_ms(before, "book.synthesize.entry.before")
+        kl = kl.select(end_ms - int(entry.lookback_hours * 3_600_000), end_ms)
+    if len(kl) == 0:
+        raise DeleverInputError("book.synthesize.entry: the price history has no bars in the lookback window")
+    prices = (kl.high + kl.low + kl.close) / 3.0
+    weights = kl.volume if kl.volume.sum() > 0 else np.ones_like(prices)
+    return prices, weights, f"{len(kl)} bars from {', '.join(p.name for p in paths)}"
+
+
+def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
+    """Resolve venue, price path, depth and book for ``scenario``.
+
+    Raises:
+        DeleverInputError: any bad or missing input, named by file/field.
+    """
+    venue = load_venue(scenario.venue.preset, scenario.venue.overrides)
+    tiers = venue.tiers_for(scenario.market.instrument)
+    path = build_price_path(scenario.price_driver, scenario.market.start_price, scenario.engine.dt_s, data_dir)
+    start_price = float(path.price[0])
+    depth = build_depth_curve(scenario.market.depth, data_dir, start_price)
+    notes = [f"depth: {depth.source}", *[f"depth: {n}" for n in depth.notes]]
+    assumptions: dict[str, object] = {}
+    if scenario.book.source == "file":
+        from delever.book_io import load_book
+
+        book_path = resolve_path(scenario.book.path, data_dir, "book.path")
+        book = load_book(book_path, scenario.market.instrument)
+        book_source = str(book_path)
+    else:
+        from delever.synthesize import synthesize_book
+
+        rng = np.random.default_rng(np.random.SeedSequence(scenario.seed))
+        history = None
+        if scenario.book.synthesize.entry.source == "history":
+            prices, weights, desc = _entry_history(scenario, data_dir, path.start_time_utc)
+            history = (prices, weights)
+            notes.append(f"book: entry prices drawn from {desc}")
+        book, report = synthesize_book(scenario.book.synthesize, scenario.market.instrument, start_price, tiers, rng,
+                                       history)
+        assumptions = dict(report.assumptions)
+        assumptions.update(positions=report.positions, long_positions=report.long_positions,
+                           short_positions=report.short_positions, leverage_capped=report.leverage_capped,
+                           redraws=report.redraws)
+        book_source = "synthesized"
+    book.validate(book_source)
+    venue_hash = config_hash(scenario, venue)
+    return Prepared(scenario, venue, tiers, path, depth, book, venue_hash, book_source, assumptions, notes)
+
+
+def _extreme_move_pct(prices: np.ndarray, start: float, direction: float) -> float:
+    moves = prices / start - 1.0
+    return float((moves.min() if direction < 0 else moves.max()) * 100.0)
+
+
+def execute(prep: Prepared) -> RunResult:
+    """Run the engine on prepared inputs and assemble the summary and tables."""
+    t0 = time.perf_counter()
+    sc = prep.scenario
+    eng = CascadeEngine(prep.venue, prep.tiers, prep.book, prep.depth, prep.path,
+                        sc.market.impact.permanent_fraction, sc.market.impact.resilience_half_life_s,
+                        sc.market.impact.max_walk_pct, sc.engine.max_rounds, sc.insurance_fund.initial_usd)
+    eng.run()
+    checks = eng.conservation()
+    tables = {
+        "steps": eng.step_rows.to_table(),
+        "rounds": eng.round_rows.to_table(),
+        "liquidations": eng.liq_rows.to_table(),
+        "adl": eng.adl_rows.to_table(),
+        "ledger": eng.ledger.to_table(),
+    }
+    steps = tables["steps"]
+    exo = steps["exogenous_price"].to_numpy()
+    start = float(exo[0])
+    raw_moves = exo / start - 1.0
+    direction = -1.0 if abs(raw_moves.min()) >= abs(raw_moves.max()) else 1.0
+    exo_move = _extreme_move_pct(exo, start, direction)
+    price_col = "mark_price" if prep.path.mode == "replay" else "last_price"
+    final_move = _extreme_move_pct(steps[price_col].to_numpy(), start, direction)
+    t = eng.totals
+    liq = t.liquidated_long_usd + t.liquidated_short_usd
+    bs = eng.backstop
+    end_equity = bs.equity(eng.final_mark)
+    summary: dict[str, object] = {
+        "scenario": sc.name,
+        "config_hash": prep.config_hash,
+        "seed": sc.seed,
+        "venue": prep.venue.name,
+        "instrument": sc.market.instrument,
+        "mode": prep.path.mode,
+        "price_driver": prep.path.label,
+        "positions": len(prep.book),
+        "steps": int(steps.num_rows),
+        "exogenous_move_pct": exo_move,
+        "final_move_pct": final_move,
+        "end_move_pct": float((steps[price_col].to_numpy()[-1] / start - 1.0) * 100.0),
+        "amplification": (final_move / exo_move) if exo_move != 0 else None,
+        "liquidated_notional_usd": liq,
+        "liquidated_long_usd": t.liquidated_long_usd,
+        "liquidated_short_usd": t.liquidated_short_usd,
+        "liquidation_count": t.liquidations,
+        "rounds_max": t.rounds_max,
+        "round_cap_hits": t.round_cap_hits,
+        "backstop": prep.venue.backstop.holder,
+        "insurance_fund_start_usd": sc.insurance_fund.initial_usd,
+        "insurance_fund_end_usd": end_equity,
+        "insurance_fund_end_cash_usd": bs.cash_usd,
+        "backstop_inventory_qty": bs.inv_qty,
+        "bad_debt_usd": t.bad_debt_usd + max(0.0, -end_equity),
+        "bad_debt_realized_usd": t.bad_debt_usd,
+        "adl_notional_usd": t.adl_notional_usd,
+        "adl_count": t.adl_count,
+        "adl_shortfall_qty": t.adl_shortfall_qty,
+        "ledger_imbalance_usd": checks["ledger_imbalance_usd"],
+        "ledger_reconciliation_usd": checks["ledger_reconciliation_usd"],
+        "open_interest_mismatch_qty": checks["open_interest_mismatch_qty"],
+        "ledger_transfers": len(eng.ledger),
+        "depth_source": prep.depth.source,
+        "depth_extrapolated_qty": eng.impact.extrapolated_qty,
+        "book_source": prep.book_source,
+        "notes": prep.notes,
+    }
+    return RunResult(prep, summary, tables, time.perf_counter() - t0)
+
+
+def run_scenario(scenario: Scenario, data_dir: Path) -> RunResult:
+    """Prepare and execute ``scenario`` (the library entry point)."""
+    return execute(prepare(scenario, data_dir))
+
+
+def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
+    """Write the run folder atomically: tables as Parquet, config, summary, and the HTML report.
+
+    The folder is built under a temporary name in ``out_dir`` and renamed when complete; on any error
+    the temporary folder is removed, so no partial run folder is left behind.
+
+    Returns:
+        The run folder ``<out_dir>/<scenario>-<config_hash>-<UTC time>``.
+    """
+    prep = result.prepared
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    final = out_dir / f"{prep.scenario.name}-{prep.config_hash}-{stamp}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
+    try:
+        for name in TABLES:
+            pq.write_table(result.tables[name], tmp / f"{name}.parquet")
+        config = {
+            "config_hash": prep.config_hash,
+            "seed": prep.scenario.seed,
+            "scenario": prep.scenario.model_dump(mode="json"),
+            "venue_rules": prep.venue.model_dump(mode="json"),
+            "book_assumptions": prep.book_assumptions,
+        }
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
+        (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
+        if html:
+            from delever.report import write_html_report
+
+            write_html_report(result, tmp / "report.html")
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,120 @@
+"""Venue formulas: liquidation and bankruptcy prices, ADL ranking scores.
+
+All functions are vectorized over positions (arrays of shape ``(N,)``, float64; ``side`` int8 +/-1).
+Sources are cited per function; ``venue-mechanics.md`` is ``shared/docs/venue-mechanics.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from delever.venues.tiers import MarginTiers
+
+
+def bankruptcy_price(side: np.ndarray, qty: np.ndarray, entry_price: np.ndarray, collateral_usd: np.ndarray) -> np.ndarray:
+    """Price at which the position's equity is zero: ``entry - side * collateral / qty`` (USD).
+
+    For a long this is where the collateral is fully consumed; for a short the price above entry.
+    Fees are not included (Binance and BitMEX define the bankruptcy price on margin alone;
+    venue-mechanics.md §1, §2). May be <= 0 for a long with collateral >= notional (unlevered).
+    """
+    return entry_price - side * collateral_usd / qty
+
+
+def liquidation_price_binance(
+    side: np.ndarray,
+    qty: np.ndarray,
+    entry_price: np.ndarray,
+    wallet_balance_usd: np.ndarray,
+    tiers: MarginTiers,
+    other_maint_margin_usd: np.ndarray | float = 0.0,
+    other_upnl_usd: np.ndarray | float = 0.0,
+) -> np.ndarray:
+    """Binance USD-M liquidation price, one-way mode, one position.
+
+    ``LP = (WB - TMM' + uPnL' + cum - side*Q*EP) / (Q*MMR - side*Q)`` with the bracket (MMR, cum)
+    taken at the liquidation notional ``Q*LP``: the formula is evaluated for every bracket and the
+    bracket that contains its own result is kept, as Binance says to recompute "if LP falls in a
+    different bracket" (venue-mechanics.md §1; Binance FAQ b3c689c1f50a liquidation-price variables).
+    For isolated margin ``WB`` is the isolated margin and the ``other_*`` terms are 0.
+
+    Returns:
+        float64 ``(N,)`` liquidation price (USD); ``nan`` where no bracket is self-consistent
+        (e.g. a long that can never be liquidated because its collateral covers the whole notional).
+    """
+    side = np.asarray(side, dtype=np.float64)[:, None]
+    q = np.asarray(qty, dtype=np.float64)[:, None]
+    ep = np.asarray(entry_price, dtype=np.float64)[:, None]
+    wb = np.asarray(wallet_balance_usd, dtype=np.float64)[:, None]
+    tmm = np.broadcast_to(np.asarray(other_maint_margin_usd, dtype=np.float64), wb.shape[:1])[:, None]
+    upnl = np.broadcast_to(np.asarray(other_upnl_usd, dtype=np.float64), wb.shape[:1])[:, None]
+    mmr = tiers.mmr[None, :]
+    cum = tiers.maint_amount_usd[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lp = (wb - tmm + upnl + cum - side * q * ep) / (q * mmr - side * q)
+    k_of_lp = tiers.tier_index(np.where(lp > 0, q * lp, 0.0))
+    consistent = (k_of_lp == np.arange(tiers.mmr.size)[None, :]) & (lp > 0)
+    out = np.full(lp.shape[0], np.nan)
+    rows, cols = np.nonzero(consistent)
+    # Several brackets can be self-consistent only at bracket edges; any of them gives the same price.
+    out[rows] = lp[rows, cols]
+    return out
+
+
+def liquidation_price_hyperliquid(
+    side: np.ndarray, qty: np.ndarray, mark_price: np.ndarray | float, margin_available_usd: np.ndarray, mmr: np.ndarray | float
+) -> np.ndarray:
+    """Hyperliquid liquidation price ``price - side * margin_available / Q / (1 - l * side)``.
+
+    ``l = 1 / maintenance leverage`` (= the tier's MMR), ``margin_available`` = isolated margin (or
+    account value) minus maintenance margin at ``mark_price`` (hyperliquid-docs trading/liquidations;
+    venue-mechanics.md §4). Exact for a single tier (MM linear in notional).
+    """
+    side = np.asarray(side, dtype=np.float64)
+    return mark_price - side * np.asarray(margin_available_usd) / np.asarray(qty) / (1.0 - np.asarray(mmr) * side)
+
+
+def adl_score(
+    ranking: str,
+    side: np.ndarray,
+    qty: np.ndarray,
+    entry_price: np.ndarray,
+    collateral_usd: np.ndarray,
+    mark_price: float,
+    maint_margin_usd: np.ndarray,
+) -> np.ndarray:
+    """ADL ranking score (higher = deleveraged first) for candidate counterparties.
+
+    Rankings (venue-mechanics.md §1-§4):
+        ``pnl_pct_x_effective_leverage`` (BitMEX / Bybit / OKX, and Binance per its current UI):
+            ``PnL% = side*(mark-entry)/entry``, ``EffLev = notional / equity``;
+            score ``PnL% * EffLev`` if PnL% > 0 else ``PnL% / EffLev`` (BitMEX autoDeleveraging page).
+        ``pnl_pct_x_margin_ratio`` (Binance FAQ 360033525471, 2019-20):
+            ``max(0, uPnL) / max(1, WB) * MM / (WB + uPnL)`` (0 when the denominator <= 0).
+        ``hyperliquid``: ``(mark/entry)^side * notional / account value`` (hyperliquid-docs
+            trading/auto-deleveraging; the side exponent, entry/mark for shorts, is our reading so that
+            both sides rank profit first [U]).
+
+    Positions with equity <= 0 get ``-inf`` (they are being liquidated, not deleveraged).
+
+    Returns:
+        float64 ``(N,)``.
+    """
+    side_f = side.astype(np.float64)
+    notional = qty * mark_price
+    upnl = side_f * qty * (mark_price - entry_price)
+    equity = collateral_usd + upnl
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if ranking == "pnl_pct_x_effective_leverage":
+            pnl_pct = side_f * (mark_price - entry_price) / entry_price
+            eff_lev = notional / equity
+            score = np.where(pnl_pct > 0, pnl_pct * eff_lev, pnl_pct / eff_lev)
+        elif ranking == "pnl_pct_x_margin_ratio":
+            pnl_pct = np.maximum(0.0, upnl) / np.maximum(1.0, collateral_usd)
+            margin_ratio = np.where(equity > 0, maint_margin_usd / equity, 0.0)
+            score = pnl_pct * margin_ratio
+        elif ranking == "hyperliquid":
+            score = (mark_price / entry_price) ** side_f * notional / equity
+        else:
+            raise ValueError(f"unknown ADL ranking {ranking!r}")
+    return np.where(equity > 0, score, -np.inf)

@@ -1,0 +1,154 @@
+"""Venue rules as data: pydantic models loaded from the TOML presets in ``venues/presets``.
+
+A preset names the mark-price method, the liquidation process, the backstop (insurance fund or
+liquidator vault), the ADL ranking and fill price, and margin tiers per instrument. Scenario
+``venue.overrides`` are deep-merged into the preset before validation, so an override with an
+unknown key or a bad value is an error naming the key.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import cached_property
+from importlib import resources
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from delever.errors import DeleverInputError
+from delever.scenario import Fraction, NonNegFloat, PositiveFloat, Strict, _format_validation
+from delever.venues.tiers import MarginTiers
+
+PRESETS = ("binance-usdm", "hyperliquid")
+QUOTE_SUFFIXES = ("USDT", "USDC", "USD", "-PERP", "_PERP")
+
+
+class MarkRule(Strict):
+    """Mark price method (see ``delever.engine.mark``)."""
+
+    method: Literal["median_basis_ma", "median_basis_ema", "last", "index"]
+    basis_window_s: PositiveFloat = 30.0
+    funding_basis: float = 0.0
+
+
+class LiquidationRule(Strict):
+    """How a position below maintenance margin is liquidated."""
+
+    clearance_fee_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    step_down_tiers: bool = False
+    partial_threshold_usd: NonNegFloat = 0.0
+    partial_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
+    partial_cooldown_s: NonNegFloat = 0.0
+    backstop_below_mm_fraction: Fraction = 0.0
+
+
+class BackstopRule(Strict):
+    """Who takes over positions the book cannot absorb, and when ADL starts."""
+
+    holder: Literal["insurance_fund", "liquidator_vault"]
+    takeover_price: Literal["bankruptcy", "mark"]
+    max_net_notional_ratio: NonNegFloat = 0.0
+    adl_loss_fraction: Annotated[float, Field(gt=0)] = 1.0
+    unwind_half_life_s: PositiveFloat = 60.0
+    unwind_max_slippage_pct: Annotated[float, Field(gt=0, lt=100)] = 1.0
+
+
+class AdlRule(Strict):
+    ranking: Literal["pnl_pct_x_effective_leverage", "pnl_pct_x_margin_ratio", "hyperliquid"]
+    price: Literal["bankruptcy", "previous_mark"]
+
+
+class TierTable(Strict):
+    """Margin tiers of one instrument (or a group of coins). ``mmr`` defaults to 1/(2 max leverage) (Hyperliquid)."""
+
+    floor_usd: list[NonNegFloat]
+    max_leverage: list[PositiveFloat]
+    mmr: list[PositiveFloat] | None = None
+    coins: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> TierTable:
+        n = len(self.floor_usd)
+        if n == 0 or len(self.max_leverage) != n or (self.mmr is not None and len(self.mmr) != n):
+            raise ValueError("floor_usd, max_leverage (and mmr) must have the same non-zero length")
+        return self
+
+    def margin_tiers(self, where: str) -> MarginTiers:
+        mmr = self.mmr if self.mmr is not None else [1.0 / (2.0 * lev) for lev in self.max_leverage]
+        return MarginTiers.from_floors(self.floor_usd, self.max_leverage, mmr, where=where)
+
+
+class VenueRules(Strict):
+    """A venue's rules. Every parameter is data from a preset; formulas live in ``venues.formulas`` and the engine."""
+
+    name: str
+    title: str
+    settle: str
+    sources: list[str]
+    mark: MarkRule
+    liquidation: LiquidationRule
+    backstop: BackstopRule
+    adl: AdlRule
+    tiers: dict[str, TierTable]
+
+    def tiers_for(self, instrument: str) -> MarginTiers:
+        """Margin tiers of ``instrument`` (exact key, else the coin with its quote suffix removed, else a coin group).
+
+        Raises:
+            DeleverInputError: the venue has no tiers for the instrument.
+        """
+        return self._tier_cache(instrument)
+
+    @cached_property
+    def _tier_lookup(self) -> dict[str, str]:
+        table: dict[str, str] = {}
+        for key, t in self.tiers.items():
+            table[key] = key
+            for coin in t.coins:
+                table[coin] = key
+        return table
+
+    def _tier_cache(self, instrument: str) -> MarginTiers:
+        candidates = [instrument]
+        for suf in QUOTE_SUFFIXES:
+            if instrument.endswith(suf) and len(instrument) > len(suf):
+                candidates.append(instrument[: -len(suf)])
+        for c in candidates:
+            if c in self._tier_lookup:
+                key = self._tier_lookup[c]
+                return self.tiers[key].margin_tiers(f"venue {self.name} tiers.{key}")
+        raise DeleverInputError(
+            f"venue {self.name}: no margin tiers for instrument {instrument!r} (known: {', '.join(sorted(self._tier_lookup))})"
+        )
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def preset_raw(name: str) -> dict[str, Any]:
+    """The preset TOML as a dict.
+
+    Raises:
+        DeleverInputError: unknown preset name.
+    """
+    if name not in PRESETS:
+        raise DeleverInputError(f"venue.preset: unknown venue {name!r} (known: {', '.join(PRESETS)})")
+    text = resources.files("delever.venues").joinpath("presets", f"{name}.toml").read_text()
+    return tomllib.loads(text)
+
+
+def load_venue(name: str, overrides: dict[str, Any] | None = None) -> VenueRules:
+    """Load a preset and apply ``overrides`` (nested dict, deep-merged).
+
+    Raises:
+        DeleverInputError: unknown preset, unknown override key or bad value (named as ``venue.overrides.<key>``).
+    """
+    raw = _deep_merge(preset_raw(name), overrides or {})
+    try:
+        return VenueRules.model_validate(raw)
+    except ValidationError as exc:
+        raise DeleverInputError(_format_validation(exc, f"venue {name} (venue.overrides)")) from None
