@@ -81,7 +81,7 @@ class PositionBook:
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 raise DeleverInputError(
-                    f"{source}: row {i + 1}: field {name!r} is {getattr(self, name)[i]!r}, expected {expected}"
+                    f"{source}: row {i + 1}: field {name!r} is {getattr(self, name)[i].item()!r}, expected {expected}"
                 )
         uniq, counts = np.unique(self.account, return_counts=True)
         if (counts > 1).any():

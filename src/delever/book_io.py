@@ -1,0 +1,499 @@
+"""Position-book files: load and save CSV / gzip CSV / Parquet, load ccxt positions JSON.
+
+Table format (CSV, ``.csv.gz`` or Parquet), one row per position (= account, one-way mode):
+
+=================  ===========================================================================
+column             meaning
+=================  ===========================================================================
+``account``        integer account id (int64), unique
+``side``           ``long`` / ``short`` (case-insensitive), or ``+1`` / ``1`` / ``-1``
+``qty``            position size in base units (BTC for BTCUSDT), finite, > 0
+``entry_price``    average entry price, USD per base unit, finite, > 0
+``collateral_usd`` isolated margin, or the cross wallet balance backing the position, >= 0
+``margin_mode``    ``isolated`` / ``cross`` (case-insensitive)
+``instrument``     optional; every row must name the instrument being loaded
+=================  ===========================================================================
+
+Any other column, a missing column, an empty or unparsable cell, NaN, a negative value, an unknown
+side or margin mode, a duplicated account, or rows of another instrument raise
+:class:`~delever.errors.DeleverInputError` with one line naming the file, the 1-based data row
+(header not counted) and the field. Nothing is dropped or clipped.
+
+ccxt JSON: see :func:`load_ccxt_positions`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from delever.book import LONG, SHORT, PositionBook
+from delever.errors import DeleverInputError
+
+REQUIRED_COLUMNS: tuple[str, ...] = ("account", "side", "qty", "entry_price", "collateral_usd", "margin_mode")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("instrument",)
+_ALL_COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+
+_LONG_WORDS = ("long", "1", "+1", "1.0", "+1.0")
+_SHORT_WORDS = ("short", "-1", "-1.0")
+
+
+# --------------------------------------------------------------------------- suffixes
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    if name.endswith(".csv.gz"):
+        return "csv.gz"
+    for suffix in (".csv", ".parquet", ".json"):
+        if name.endswith(suffix):
+            return suffix[1:]
+    return ""
+
+
+# --------------------------------------------------------------------------- public API
+def load_book(path: Path, instrument: str) -> PositionBook:
+    """Load a position book, choosing the reader by file suffix.
+
+    Args:
+        path: ``.csv``, ``.csv.gz`` or ``.parquet`` table (columns in the module docstring), or a
+            ``.json`` list of ccxt unified position structures (see :func:`load_ccxt_positions`).
+        instrument: Instrument being simulated, e.g. ``"BTCUSDT"``; an ``instrument`` column (or the
+            ccxt symbols) must match it on every row.
+
+    Returns:
+        A validated :class:`~delever.book.PositionBook` of ``N`` rows: ``account`` int64,
+        ``side`` int8 (+1/-1), ``qty`` float64 (base units), ``entry_price`` float64 (USD),
+        ``collateral_usd`` float64 (USD), ``cross`` bool; rows in file order.
+
+    Raises:
+        DeleverInputError: missing file, unsupported suffix, unreadable file, missing or unknown
+            column, empty/unparsable/NaN/negative value, bad side or margin mode, duplicated
+            account, or rows of another instrument. The message names the file, the 1-based data
+            row and the field.
+    """
+    path = Path(path)
+    kind = _kind(path)
+    if not kind:
+        raise DeleverInputError(
+            f"{path}: unsupported position-book file type (expected .csv, .csv.gz, .parquet or ccxt .json)"
+        )
+    if not path.is_file():
+        raise DeleverInputError(f"{path}: position-book file not found")
+    if kind == "json":
+        return load_ccxt_positions(path, instrument)
+    table = _read_table(path, kind)
+    return _book_from_table(table, path, instrument)
+
+
+def save_book(book: PositionBook, path: Path) -> None:
+    """Write a position book as CSV (``.csv``, ``.csv.gz``) or Parquet, atomically.
+
+    The file is written to a temporary file in the destination directory and moved into place with
+    ``os.replace``, so readers never see a half-written book. Columns: ``account``, ``side``
+    (``long``/``short``), ``qty``, ``entry_price``, ``collateral_usd``, ``margin_mode``
+    (``isolated``/``cross``), ``instrument``. Floats are written in shortest round-trip form, so
+    ``load_book(save_book(b))`` reproduces ``b`` exactly.
+
+    Args:
+        book: The book to write; it is validated first.
+        path: Destination file; its suffix picks the format.
+
+    Raises:
+        DeleverInputError: unsupported suffix, missing destination directory, or an invalid book.
+    """
+    path = Path(path)
+    kind = _kind(path)
+    if kind not in ("csv", "csv.gz", "parquet"):
+        raise DeleverInputError(
+            f"{path}: cannot save a position book there (expected .csv, .csv.gz or .parquet)"
+        )
+    if not path.parent.is_dir():
+        raise DeleverInputError(f"{path}: destination directory {path.parent} does not exist")
+    book.validate(f"{path} (book to save)")
+    n = len(book)
+    table = pa.table(
+        {
+            "account": pa.array(book.account, type=pa.int64()),
+            "side": pa.array(np.where(book.side == LONG, "long", "short")),
+            "qty": pa.array(book.qty, type=pa.float64()),
+            "entry_price": pa.array(book.entry_price, type=pa.float64()),
+            "collateral_usd": pa.array(book.collateral_usd, type=pa.float64()),
+            "margin_mode": pa.array(np.where(book.cross, "cross", "isolated")),
+            "instrument": pa.array([book.instrument] * n, type=pa.string()),
+        }
+    )
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if kind == "parquet":
+            pq.write_table(table, tmp)
+        elif kind == "csv.gz":
+            with pa.CompressedOutputStream(str(tmp), "gzip") as out:
+                pacsv.write_csv(table, out)
+        else:
+            pacsv.write_csv(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def ccxt_symbol_to_instrument(symbol: str) -> str:
+    """Map a ccxt unified symbol to a venue-style instrument name.
+
+    Rule: ``BASE/QUOTE:SETTLE`` -> ``BASE + QUOTE`` (the ``/`` and the ``:SETTLE`` part removed),
+    so ``BTC/USDT:USDT`` -> ``BTCUSDT`` and ``ETH/USDC:USDC`` -> ``ETHUSDC``. A dated future
+    ``BTC/USDT:USDT-250328`` -> ``BTCUSDT_250328`` (Binance's naming), so it never matches the
+    perpetual. Options (``BASE/QUOTE:SETTLE-EXPIRY-STRIKE-C``) keep their suffix the same way.
+
+    Raises:
+        DeleverInputError: not of the form ``BASE/QUOTE:SETTLE``, or an inverse contract
+            (settle currency = base, e.g. ``BTC/USD:BTC``), whose ``contractSize`` is in quote
+            currency so ``contracts * contractSize`` would not be base units.
+    """
+    base, slash, rest = symbol.partition("/")
+    quote, colon, settle_part = rest.partition(":")
+    if not slash or not base or not quote or not colon or not settle_part:
+        raise DeleverInputError(f"ccxt symbol {symbol!r}: expected a derivative symbol BASE/QUOTE:SETTLE")
+    settle, dash, expiry = settle_part.partition("-")
+    if settle == base:
+        raise DeleverInputError(
+            f"ccxt symbol {symbol!r}: inverse contract (settled in {base}); delever books hold linear "
+            "contracts with quantities in base units"
+        )
+    name = base + quote
+    return f"{name}_{expiry.replace('-', '_')}" if dash else name
+
+
+def load_ccxt_positions(path: Path, instrument: str) -> PositionBook:
+    """Load positions exported from ccxt ``fetchPositions`` (unified position structures).
+
+    Accepted JSON layouts: a list of positions (the account of each is its ``account`` field, else
+    ``info["account"]``; when no position carries one, the 0-based position index is the account),
+    or an object mapping integer account id -> list of positions. Fields read per position
+    (ccxt Manual, "Position Structure"):
+
+    - ``symbol``: mapped by :func:`ccxt_symbol_to_instrument` (``BTC/USDT:USDT`` -> ``BTCUSDT``);
+      every position must map to ``instrument``.
+    - ``side``: ``long`` / ``short``.
+    - ``contracts`` (> 0) and ``contractSize`` (> 0, default 1 when absent or null):
+      ``qty = contracts * contractSize`` (base units for linear contracts).
+    - ``entryPrice`` (> 0).
+    - ``collateral``, or ``initialMargin`` when ``collateral`` is absent or null (>= 0, USD): taken
+      as the position's isolated margin or the cross wallet balance, excluding unrealized PnL.
+    - ``marginMode``: ``cross`` / ``isolated``; when absent or null, the boolean ``isolated``.
+
+    Numbers may be JSON numbers or numeric strings. Flat positions (``contracts == 0``, which
+    ``fetchPositions`` returns on some venues) are an error, not skipped: remove them upstream.
+
+    Args:
+        path: JSON file.
+        instrument: Instrument being simulated, e.g. ``"BTCUSDT"``.
+
+    Returns:
+        A validated :class:`~delever.book.PositionBook` in file order.
+
+    Raises:
+        DeleverInputError: unreadable JSON, wrong layout, missing or bad field, inverse contract,
+            positions of other instruments, non-integer account id, some positions with an account
+            and others without, or a duplicated account (hedge mode is not modelled). The message
+            names the file, the position and the field.
+    """
+    path = Path(path)
+    src = str(path)
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DeleverInputError(f"{src}: ccxt positions file not found") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DeleverInputError(f"{src}: not valid JSON: {exc}") from None
+
+    entries: list[tuple[str, dict[str, Any], Any]] = []  # (where, position, account or None)
+    if isinstance(doc, list):
+        for i, pos in enumerate(doc):
+            where = f"position {i + 1}"
+            if not isinstance(pos, dict):
+                raise DeleverInputError(
+                    f"{src}: {where}: expected a ccxt position object, got {type(pos).__name__}"
+                )
+            acct = pos.get("account")
+            if acct is None and isinstance(pos.get("info"), dict):
+                acct = pos["info"].get("account")
+            entries.append((where, pos, acct))
+        have = [a is not None for _, _, a in entries]
+        if any(have) and not all(have):
+            i = have.index(not have[0])
+            raise DeleverInputError(
+                f"{src}: position {i + 1}: field 'account' is {'missing' if have[0] else 'present'} while position 1 "
+                f"{'has' if have[0] else 'lacks'} one; give every position an account or none"
+            )
+        if not any(have):
+            entries = [(w, p, i) for i, (w, p, _) in enumerate(entries)]
+    elif isinstance(doc, dict):
+        if "symbol" in doc:
+            raise DeleverInputError(
+                f"{src}: expected a list of ccxt positions (or account -> list), got one position"
+            )
+        for key, plist in doc.items():
+            if not isinstance(plist, list):
+                raise DeleverInputError(
+                    f"{src}: account {key!r}: expected a list of positions, got {type(plist).__name__}"
+                )
+            for j, pos in enumerate(plist):
+                where = f"account {key!r} position {j + 1}"
+                if not isinstance(pos, dict):
+                    raise DeleverInputError(
+                        f"{src}: {where}: expected a ccxt position object, got {type(pos).__name__}"
+                    )
+                own = pos.get("account")
+                if own is not None and str(own) != str(key):
+                    raise DeleverInputError(
+                        f"{src}: {where}: field 'account' is {own!r}, expected {key!r} (its key)"
+                    )
+                entries.append((where, pos, key))
+    else:
+        raise DeleverInputError(
+            f"{src}: expected a list of ccxt positions or an object account -> list of positions"
+        )
+    if not entries:
+        raise DeleverInputError(f"{src}: no positions (expected at least one)")
+
+    n = len(entries)
+    account = np.empty(n, dtype=np.int64)
+    side = np.empty(n, dtype=np.int8)
+    qty = np.empty(n, dtype=np.float64)
+    entry = np.empty(n, dtype=np.float64)
+    coll = np.empty(n, dtype=np.float64)
+    cross = np.empty(n, dtype=bool)
+    others: dict[str, int] = {}
+    for i, (where, pos, acct) in enumerate(entries):
+        sym = pos.get("symbol")
+        if not isinstance(sym, str):
+            raise DeleverInputError(
+                f"{src}: {where}: field 'symbol' is {sym!r}, expected a ccxt symbol like 'BTC/USDT:USDT'"
+            )
+        try:
+            inst = ccxt_symbol_to_instrument(sym)
+        except DeleverInputError as exc:
+            raise DeleverInputError(f"{src}: {where}: {exc}") from None
+        if inst != instrument:
+            others[inst] = others.get(inst, 0) + 1
+        account[i] = _ccxt_account(acct, src, where)
+        s = pos.get("side")
+        s_l = s.strip().lower() if isinstance(s, str) else s
+        if s_l not in ("long", "short"):
+            raise DeleverInputError(f"{src}: {where}: field 'side' is {s!r}, expected 'long' or 'short'")
+        side[i] = LONG if s_l == "long" else SHORT
+        contracts = _ccxt_number(pos, "contracts", src, where, positive=True)
+        size = (
+            1.0
+            if pos.get("contractSize") is None
+            else _ccxt_number(pos, "contractSize", src, where, positive=True)
+        )
+        qty[i] = contracts * size
+        entry[i] = _ccxt_number(pos, "entryPrice", src, where, positive=True)
+        key = "collateral" if pos.get("collateral") is not None else "initialMargin"
+        if pos.get(key) is None:
+            raise DeleverInputError(
+                f"{src}: {where}: needs field 'collateral' or 'initialMargin' (USD), both missing"
+            )
+        coll[i] = _ccxt_number(pos, key, src, where, positive=False)
+        cross[i] = _ccxt_cross(pos, src, where)
+    if others:
+        listed = ", ".join(f"{k} ({v})" for k, v in sorted(others.items()))
+        raise DeleverInputError(
+            f"{src}: {sum(others.values())} of {n} positions are for other instruments: {listed}; expected only "
+            f"{instrument} (split the file per instrument)"
+        )
+    return PositionBook(instrument, account, side, qty, entry, coll, cross).validate(src)
+
+
+# --------------------------------------------------------------------------- ccxt helpers
+def _ccxt_number(pos: dict[str, Any], key: str, src: str, where: str, positive: bool) -> float:
+    v = pos.get(key)
+    want = "a finite number > 0" if positive else "a finite number >= 0"
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise DeleverInputError(f"{src}: {where}: field {key!r} is {v!r}, expected {want}")
+    try:
+        x = float(v)
+    except ValueError:
+        raise DeleverInputError(f"{src}: {where}: field {key!r} is {v!r}, expected {want}") from None
+    if not math.isfinite(x) or (x <= 0 if positive else x < 0):
+        raise DeleverInputError(f"{src}: {where}: field {key!r} is {v!r}, expected {want}")
+    return x
+
+
+def _ccxt_account(acct: Any, src: str, where: str) -> int:
+    if isinstance(acct, bool):
+        acct = None
+    if isinstance(acct, int):
+        return acct
+    if isinstance(acct, str):
+        try:
+            return int(acct.strip())
+        except ValueError:
+            pass
+    raise DeleverInputError(
+        f"{src}: {where}: account id {acct!r} is not an integer (delever account ids are int64)"
+    )
+
+
+def _ccxt_cross(pos: dict[str, Any], src: str, where: str) -> bool:
+    mode = pos.get("marginMode")
+    if mode is not None:
+        m = mode.strip().lower() if isinstance(mode, str) else mode
+        if m not in ("cross", "isolated"):
+            raise DeleverInputError(
+                f"{src}: {where}: field 'marginMode' is {mode!r}, expected 'cross' or 'isolated'"
+            )
+        return m == "cross"
+    iso = pos.get("isolated")
+    if isinstance(iso, bool):
+        return not iso
+    raise DeleverInputError(f"{src}: {where}: field 'marginMode' is missing, expected 'cross' or 'isolated'")
+
+
+# --------------------------------------------------------------------------- table reading
+def _read_table(path: Path, kind: str) -> pa.Table:
+    try:
+        if kind == "parquet":
+            return pq.read_table(path)
+        return pacsv.read_csv(
+            path,
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in _ALL_COLUMNS}, strings_can_be_null=False
+            ),
+        )
+    except (pa.ArrowInvalid, OSError, EOFError) as exc:
+        msg = " ".join(str(exc).split())
+        raise DeleverInputError(f"{path}: cannot read as {kind}: {msg}") from None
+
+
+def _first_failing(arr: pa.Array, fn: Callable[[pa.Array], object]) -> int:
+    """Index of the first element on which ``fn`` raises (bisection over slices)."""
+    lo, hi = 0, len(arr)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        try:
+            fn(arr.slice(lo, mid - lo))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            hi = mid
+        else:
+            lo = mid
+    return lo
+
+
+def _column(table: pa.Table, name: str, src: Path) -> pa.Array:
+    arr = table.column(name).combine_chunks()
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if arr.null_count:
+        i = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DeleverInputError(f"{src}: row {i + 1}: field {name!r} is empty, expected a value")
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        arr = pc.utf8_trim_whitespace(arr)
+    return arr
+
+
+def _numeric(arr: pa.Array, name: str, src: Path, target: pa.DataType, expected: str) -> np.ndarray:
+    def conv(a: pa.Array) -> pa.Array:
+        return pc.cast(a, target, safe=True)
+
+    try:
+        out = conv(arr)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        i = _first_failing(arr, conv)
+        raise DeleverInputError(
+            f"{src}: row {i + 1}: field {name!r} is {arr[i].as_py()!r}, expected {expected}"
+        ) from None
+    return out.to_numpy(zero_copy_only=False)
+
+
+def _words(arr: pa.Array, words: tuple[str, ...]) -> np.ndarray:
+    return pc.is_in(arr, value_set=pa.array(words)).to_numpy(zero_copy_only=False)
+
+
+def _book_from_table(table: pa.Table, src: Path, instrument: str) -> PositionBook:
+    names = table.column_names
+    for name in names:
+        if name not in _ALL_COLUMNS:
+            raise DeleverInputError(
+                f"{src}: unknown column {name!r} (expected columns: {', '.join(_ALL_COLUMNS)}; 'instrument' optional)"
+            )
+    if len(set(names)) != len(names):
+        dup = next(c for c in names if names.count(c) > 1)
+        raise DeleverInputError(f"{src}: column {dup!r} appears more than once")
+    for name in REQUIRED_COLUMNS:
+        if name not in names:
+            raise DeleverInputError(
+                f"{src}: missing column {name!r} (expected columns: {', '.join(REQUIRED_COLUMNS)})"
+            )
+    if table.num_rows == 0:
+        raise DeleverInputError(f"{src}: the position book has no rows (expected at least one position)")
+
+    if "instrument" in names:
+        inst = _column(table, "instrument", src)
+        if not (pa.types.is_string(inst.type) or pa.types.is_large_string(inst.type)):
+            inst = pc.cast(inst, pa.string())
+        other = ~pc.equal(inst, pa.scalar(instrument)).to_numpy(zero_copy_only=False)
+        if other.any():
+            counts = pc.value_counts(inst.filter(pa.array(other)))
+            listed = ", ".join(
+                f"{v['values']} ({v['counts']})"
+                for v in sorted(counts.to_pylist(), key=lambda d: str(d["values"]))
+            )
+            first = int(np.flatnonzero(other)[0])
+            raise DeleverInputError(
+                f"{src}: {int(other.sum())} of {table.num_rows} rows are for other instruments: {listed} "
+                f"(first at row {first + 1}); expected only {instrument}"
+            )
+
+    account = _numeric(_column(table, "account", src), "account", src, pa.int64(), "an integer account id")
+    qty = _numeric(_column(table, "qty", src), "qty", src, pa.float64(), "a number > 0 (base units)")
+    entry = _numeric(
+        _column(table, "entry_price", src), "entry_price", src, pa.float64(), "a price > 0 (USD)"
+    )
+    coll = _numeric(
+        _column(table, "collateral_usd", src), "collateral_usd", src, pa.float64(), "an amount >= 0 (USD)"
+    )
+
+    side_col = _column(table, "side", src)
+    if not (pa.types.is_string(side_col.type) or pa.types.is_large_string(side_col.type)):
+        side_col = pc.cast(side_col, pa.string())
+    side_l = pc.utf8_lower(side_col)
+    is_long = _words(side_l, _LONG_WORDS)
+    is_short = _words(side_l, _SHORT_WORDS)
+    bad = ~(is_long | is_short)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DeleverInputError(
+            f"{src}: row {i + 1}: field 'side' is {side_col[i].as_py()!r}, expected 'long', 'short', +1 or -1"
+        )
+    side = np.where(is_long, LONG, SHORT).astype(np.int8)
+
+    mode_col = _column(table, "margin_mode", src)
+    if not (pa.types.is_string(mode_col.type) or pa.types.is_large_string(mode_col.type)):
+        raise DeleverInputError(
+            f"{src}: field 'margin_mode' has type {mode_col.type}, expected 'isolated' or 'cross' text"
+        )
+    mode_l = pc.utf8_lower(mode_col)
+    cross = _words(mode_l, ("cross",))
+    bad = ~(cross | _words(mode_l, ("isolated",)))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DeleverInputError(
+            f"{src}: row {i + 1}: field 'margin_mode' is {mode_col[i].as_py()!r}, expected 'isolated' or 'cross'"
+        )
+
+    return PositionBook(instrument, account, side, qty, entry, coll, cross).validate(str(src))
