@@ -62,7 +62,7 @@ def _entry_history(scenario: Scenario, data_dir: Path, start_time_utc: str | Non
 
     entry = scenario.book.synthesize.entry
     paths = [resolve_path(p, data_dir, "book.synthesize.entry.path") for p in [entry.path, *entry.extra_paths]]
-    before = entry.before or start_time_utc
+    before = entry.before or (start_time_utc.replace("T", " ").removesuffix("Z") if start_time_utc else None)
     kl = read_klines_many(paths)
     if before is not None:
         from delever.data.klines import parse_utc_ms

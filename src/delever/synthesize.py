@@ -197,6 +197,48 @@ def _validate_history(entry_history: tuple[np.ndarray, np.ndarray]) -> tuple[np.
 
 
 # --------------------------------------------------------------------------- main
+
+def _draw_surviving_entries(idx, collateral, mm, qty, sgn, start_price, hist_prices, hist_p, sigma, rng):
+    """Entry prices drawn from the entry distribution conditioned on the position surviving at start.
+
+    A position survives when ``collateral + side*qty*(start - entry) > mm``, i.e. a long's entry is
+    below ``start + (collateral - mm)/qty`` and a short's above ``start - (collateral - mm)/qty``.
+    History: the history's prices inside that bound, with their weights. Lognormal: the truncated
+    lognormal by inverse CDF (scipy.special). Returns ``(entries, ok)``; ``ok`` is False where no
+    entry can survive (no history price inside the bound).
+    """
+    from scipy.special import ndtr, ndtri
+
+    bound = start_price + sgn[idx] * (collateral[idx] - mm[idx]) / qty[idx]
+    # Strictly inside the bound: shrink by a relative 1e-12 so rounding cannot land on it.
+    bound = bound - sgn[idx] * np.abs(bound) * 1e-12
+    longs = sgn[idx] > 0
+    out = np.empty(idx.size)
+    ok = np.ones(idx.size, dtype=bool)
+    if hist_prices is not None:
+        order = np.argsort(hist_prices)
+        sp, cw = hist_prices[order], np.cumsum(hist_p[order])
+        cw_lo = np.concatenate(([0.0], cw))
+        # longs: prices < bound; shorts: prices > bound
+        k = np.searchsorted(sp, bound, side="left")
+        k_hi = np.searchsorted(sp, bound, side="right")
+        lo_mass = np.where(longs, 0.0, cw_lo[k_hi])
+        hi_mass = np.where(longs, cw_lo[k], cw_lo[-1])
+        ok = hi_mass - lo_mass > 0
+        u = lo_mass + rng.random(idx.size) * (hi_mass - lo_mass)
+        pick = np.clip(np.searchsorted(cw, u, side="right"), 0, sp.size - 1)
+        out = sp[pick]
+        return out, ok & (np.where(longs, out < bound, out > bound))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.log(np.maximum(bound, 0.0) / start_price) / sigma
+    p_bound = ndtr(z)
+    u = rng.random(idx.size)
+    p = np.where(longs, u * p_bound, p_bound + u * (1.0 - p_bound))
+    out = start_price * np.exp(sigma * ndtri(np.clip(p, 1e-300, 1 - 1e-16)))
+    ok = np.where(longs, bound > 0, True) & np.where(longs, out < bound, out > bound)
+    return out, ok
+
+
 def synthesize_book(
     params: Synthesis,
     instrument: str,
@@ -329,7 +371,7 @@ def synthesize_book(
             "position at the bracket max leverage would be liquidatable at its own entry price"
         )
 
-    # 3. entry prices with survivorship redraws
+    # 3. entry prices with survivorship redraws (exact conditional draws after MAX_ENTRY_ATTEMPTS)
     def draw(size: int) -> np.ndarray:
         if hist_prices is not None:
             return hist_prices[rng.choice(hist_prices.size, size=size, p=hist_p)]
@@ -346,6 +388,16 @@ def synthesize_book(
     while bad.any():
         idx = np.flatnonzero(bad)
         if attempts >= MAX_ENTRY_ATTEMPTS:
+            # Rejection sampling converges to the entry distribution conditioned on survival; for the
+            # rare positions it has not placed yet, draw from that conditional distribution directly.
+            e, ok = _draw_surviving_entries(idx, collateral, mm, qty, sgn, start_price, hist_prices, hist_p,
+                                            entry_cfg.sigma, rng)
+            entry[idx[ok]] = e[ok]
+            bad[idx[ok]] = False
+            draws += int(ok.sum())
+            idx = idx[~ok]
+            if idx.size == 0:
+                break
             n_l = int((side[idx] == LONG).sum())
             src = (
                 f"entry history (prices {hist_prices.min():.6g}..{hist_prices.max():.6g})"

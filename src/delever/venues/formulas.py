@@ -52,12 +52,17 @@ def liquidation_price_binance(
     cum = tiers.maint_amount_usd[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         lp = (wb - tmm + upnl + cum - side * q * ep) / (q * mmr - side * q)
-    k_of_lp = tiers.tier_index(np.where(lp > 0, q * lp, 0.0))
-    consistent = (k_of_lp == np.arange(tiers.mmr.size)[None, :]) & (lp > 0)
+    # Bracket k holds notionals in (floor_k, floor_{k+1}]; a relative 1e-12 slack keeps a price that lands
+    # exactly on a floor (MM is continuous there, so both neighbours give the same price) from being lost
+    # to rounding.
+    lo = tiers.floor_usd[None, :] * (1.0 - 1e-12)
+    hi = np.append(tiers.floor_usd[1:], np.inf)[None, :] * (1.0 + 1e-12)
+    notional = q * lp
+    consistent = (notional >= lo) & (notional <= hi) & (lp > 0)
     out = np.full(lp.shape[0], np.nan)
-    rows, cols = np.nonzero(consistent)
-    # Several brackets can be self-consistent only at bracket edges; any of them gives the same price.
-    out[rows] = lp[rows, cols]
+    has = consistent.any(axis=1)
+    first = np.argmax(consistent, axis=1)
+    out[has] = lp[has, first[has]]
     return out
 
 
