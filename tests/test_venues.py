@@ -322,11 +322,6 @@ def test_reference_solver_on_bracket_floor(side, qty, entry, wb, expected):
     assert wb + side * qty * (expected - entry) == pytest.approx(mm(BTCUSDT, qty * expected), abs=1e-6)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="liquidation_price_binance returns nan when the LP notional lands exactly on a bracket floor "
-    "(float rounding makes neither adjacent bracket self-consistent)",
-)
 @pytest.mark.parametrize("side, qty, entry, wb, expected", ON_FLOOR)
 def test_binance_lp_on_bracket_floor(side, qty, entry, wb, expected):
     assert lp_binance(side, qty, entry, wb) == pytest.approx(expected, rel=1e-9)
