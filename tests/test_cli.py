@@ -124,11 +124,13 @@ def test_bad_files_exit_2(tmp_path):
 
     book.write_text("account,side,qty,entry_price,collateral_usd,margin_mode\n")
     result = _run(["--set", "book.source=\"file\"", "--set", f"book.path=\"{book}\""], tmp_path)
-    assert result.exit_code == 2 and "empty" in result.output
+    assert result.exit_code == 2 and "no rows" in result.output
 
     klines = tmp_path / "k.csv"
     klines.write_text("1760128080000,117050.00,117103.10,-1,116986.40,248.017,1760128139999,1,1,1,1,0\n")
-    result = _run(["--set", "price_driver.kind=\"historical\"", "--set", f"price_driver.path=\"{klines}\""], tmp_path)
+    scenario = tmp_path / "hist.toml"
+    scenario.write_text(f'[market]\nstart_price = 117000.0\n[price_driver]\nkind = "historical"\npath = "{klines}"\n')
+    result = _run(["--scenario", str(scenario)], tmp_path)
     assert result.exit_code == 2 and "k.csv" in result.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 

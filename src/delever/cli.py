@@ -60,18 +60,22 @@ def run(
 @app.command()
 def venues() -> None:
     """List the venue presets with their mechanics and sources."""
-    from rich.table import Table
-
     from delever.venues import PRESETS, load_venue
 
-    table = Table(title="Venue presets")
-    for col in ("preset", "title", "backstop", "ADL ranking / price", "sources"):
-        table.add_column(col, overflow="fold")
+    out = Console(soft_wrap=True, highlight=False)
     for name in PRESETS:
         v = load_venue(name)
-        table.add_row(name, v.title, f"{v.backstop.holder} (takeover at {v.backstop.takeover_price})",
-                      f"{v.adl.ranking} / {v.adl.price}", "\n".join(v.sources))
-    Console().print(table)
+        lq = v.liquidation
+        out.print(f"[bold]{name}[/]: {v.title} (settles in {v.settle})")
+        out.print(f"  mark: {v.mark.method}, basis window {v.mark.basis_window_s:g} s")
+        out.print(f"  liquidation: clearance fee {lq.clearance_fee_rate:.2%}, step down brackets {lq.step_down_tiers}, "
+                  f"partial {lq.partial_fraction:.0%} above {lq.partial_threshold_usd:,.0f} USD "
+                  f"(cooldown {lq.partial_cooldown_s:g} s), backstop below {lq.backstop_below_mm_fraction:.3g} x MM")
+        out.print(f"  backstop: {v.backstop.holder}, takeover at {v.backstop.takeover_price} price; "
+                  f"ADL ranked by {v.adl.ranking}, filled at the {v.adl.price} price")
+        out.print(f"  instruments: {', '.join(v.tiers)}")
+        for src in v.sources:
+            out.print(f"  source: {src}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -92,10 +92,16 @@ class MarketSection(Strict):
 
 # --------------------------------------------------------------------------- book
 class LeverageMix(Strict):
-    """Discrete leverage distribution: ``leverage[i]`` with probability ``weight[i]`` (normalized)."""
+    """Discrete leverage distribution: ``leverage[i]`` with weight ``weight[i]`` (normalized).
+
+    ``basis = "notional"``: weights are shares of open interest held at each leverage (what a risk team
+    estimates); ``"accounts"``: shares of accounts. Default: 35 % of open interest at 2-3x (basis and
+    market-making books), 35 % at 5-10x, 17 % at 20-25x, 13 % at 50x and above.
+    """
 
     leverage: list[PositiveFloat] = [2, 3, 5, 10, 20, 25, 50, 75, 100, 125]
-    weight: list[NonNegFloat] = [0.10, 0.10, 0.18, 0.22, 0.17, 0.08, 0.08, 0.03, 0.03, 0.01]
+    weight: list[NonNegFloat] = [0.20, 0.15, 0.15, 0.20, 0.12, 0.05, 0.08, 0.02, 0.02, 0.01]
+    basis: Literal["notional", "accounts"] = "notional"
 
     @model_validator(mode="after")
     def _same_length(self) -> LeverageMix:

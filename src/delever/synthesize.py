@@ -338,6 +338,10 @@ def synthesize_book(
     coll0 = _draw_collateral(n, params.account_size, rng)
     lev_values = np.asarray(params.leverage.leverage, dtype=np.float64)
     lev_w = np.asarray(params.leverage.weight, dtype=np.float64)
+    if params.leverage.basis == "notional":
+        # Weights are shares of open interest; collateral is independent of leverage, so an account at
+        # leverage L carries L times the expected notional: account probability ~ weight / L.
+        lev_w = lev_w / lev_values
     lev_p = lev_w / lev_w.sum()
     lev = lev_values[rng.choice(lev_values.size, size=n, p=lev_p)]
     n_cross = int(math.floor(params.cross_share * n + 0.5))

@@ -1,0 +1,1 @@
+"""Market model: depth curves, execution of forced orders into them, impact and resilience."""
