@@ -62,6 +62,12 @@ def print_summary(summary: dict[str, object], console: Console) -> None:
         console.print(f"run folder: [bold]{summary['run_folder']}[/] ({summary.get('wall_s')} s)", highlight=False)
 
 
+def _bubble(values) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    top = v.max() if v.size and v.max() > 0 else 1.0
+    return 5.0 + 30.0 * np.sqrt(np.clip(v, 0.0, None) / top)
+
+
 def _figures(result: RunResult) -> list[go.Figure]:
     steps = result.tables["steps"].to_pydict()
     t = np.asarray(steps["t_s"])
@@ -80,7 +86,7 @@ def _figures(result: RunResult) -> list[go.Figure]:
     rounds = result.tables["rounds"].to_pydict()
     if rounds["step"]:
         liq.add_trace(go.Scatter(x=rounds["t_s"], y=rounds["round"], mode="markers", name="rounds",
-                                 marker=dict(size=np.sqrt(np.asarray(rounds["liquidated_notional_usd"]) + 1) / 200 + 3,
+                                 marker=dict(size=_bubble(rounds["liquidated_notional_usd"]),
                                              color=rounds["liquidated_notional_usd"], colorscale="Reds",
                                              showscale=True, colorbar=dict(title="USD", x=1.02)),
                                  text=[f"${v:,.0f}" for v in rounds["liquidated_notional_usd"]]), row=1, col=2)

@@ -226,6 +226,7 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
             from delever.report import write_html_report
 
             write_html_report(result, tmp / "report.html")
+        tmp.chmod(0o755)  # mkdtemp creates 0700; a run folder is an ordinary, shareable folder
         os.replace(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,5 @@
+"""``python -m delever`` runs the command line."""
+
+from delever.cli import app
+
+app()
