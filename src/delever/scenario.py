@@ -181,7 +181,9 @@ class HistoricalDriver(Strict):
     start: str | None = None
     end: str | None = None
     intrabar: Literal["close", "ohlc"] = Field(
-        default="ohlc", description="ohlc: each bar becomes 4 sub-steps O, H/L, L/H, C (extreme nearer the open first)"
+        default="ohlc",
+        description="ohlc: each bar becomes 4 sub-steps at quarter intervals: the extreme nearer the open, the other "
+        "extreme, the close, the close at the bar's end",
     )
 
 

@@ -28,7 +28,7 @@ state and ledger.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -97,7 +97,6 @@ class Totals:
     rounds_max: int = 0
     adl_shortfall_qty: float = 0.0
     market_net_bought_qty: float = 0.0   # inside parties' net purchases from the outside market
-    notes: list[str] = field(default_factory=list)
 
 
 class CascadeEngine:
