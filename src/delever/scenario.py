@@ -187,6 +187,92 @@ class HistoricalDriver(Strict):
     )
 
 
+# --------------------------------------------------------------------------- Monte Carlo price paths
+class GbmPaths(Strict):
+    """Geometric Brownian motion, log returns N((mu - sigma^2/2) dt, sigma^2 dt) with dt in years."""
+
+    kind: Literal["gbm"] = "gbm"
+    sigma_annual: PositiveFloat = 0.6
+    drift_annual: float = 0.0
+
+
+class MertonPaths(Strict):
+    """Merton jump-diffusion: GBM plus Poisson jumps with normally distributed log sizes."""
+
+    kind: Literal["merton"] = "merton"
+    sigma_annual: PositiveFloat = 0.6
+    drift_annual: float = 0.0
+    jumps_per_day: NonNegFloat = 2.0
+    jump_mean: float = Field(default=-0.02, description="mean log jump size")
+    jump_std: NonNegFloat = 0.03
+
+
+class StudentTPaths(Strict):
+    """I.i.d. Student-t log returns scaled to the given annual volatility (fat-tailed shocks)."""
+
+    kind: Literal["student_t"] = "student_t"
+    sigma_annual: PositiveFloat = 0.6
+    dof: Annotated[float, Field(gt=2)] = 3.0
+
+
+class GarchPaths(Strict):
+    """GARCH-family model fitted (``arch``) to real kline returns, simulated forward per path."""
+
+    kind: Literal["garch"] = "garch"
+    path: str = "binance-um-btcusdt-1m-crash-windows/BTCUSDT-1m-2025-10-10-window.csv"
+    extra_paths: list[str] = Field(default_factory=list)
+    model: Literal["GARCH", "GJR-GARCH", "EGARCH"] = "GJR-GARCH"
+    dist: Literal["normal", "t", "skewt"] = "t"
+
+
+class FilteredHistoricalPaths(Strict):
+    """Filtered historical simulation: a GARCH filter fitted to real returns, standardized residuals bootstrapped."""
+
+    kind: Literal["fhs"] = "fhs"
+    path: str = "binance-um-btcusdt-1m-crash-windows/BTCUSDT-1m-2025-10-10-window.csv"
+    extra_paths: list[str] = Field(default_factory=list)
+    model: Literal["GARCH", "GJR-GARCH", "EGARCH"] = "GJR-GARCH"
+
+
+class CrashShapePaths(Strict):
+    """A historical crash's shape (cumulative log return from the window start), rescaled so its trough is
+    ``depth_pct``; each path draws a depth around it and optional noise."""
+
+    kind: Literal["crash_shape"] = "crash_shape"
+    path: str = "binance-um-btcusdt-1m-crash-windows/BTCUSDT-1m-2025-10-10-window.csv"
+    start: str | None = None
+    end: str | None = None
+    depth_pct: Annotated[float, Field(gt=0, lt=99)] = 15.0
+    depth_dispersion: NonNegFloat = Field(default=0.25, description="lognormal sigma of each path's depth")
+    noise_sigma_annual: NonNegFloat = 0.0
+
+
+PathGenerator = Annotated[
+    GbmPaths | MertonPaths | StudentTPaths | GarchPaths | FilteredHistoricalPaths | CrashShapePaths,
+    Field(discriminator="kind"),
+]
+
+
+class CriticalShockSection(Strict):
+    """Bisection for the smallest exogenous drop that depletes the insurance fund."""
+
+    enabled: bool = True
+    tolerance_pct: Annotated[float, Field(gt=0, le=10)] = 0.25
+    max_drop_pct: Annotated[float, Field(gt=0, lt=99)] = 60.0
+    duration_s: NonNegFloat = 60.0
+
+
+class StressSection(Strict):
+    """Monte Carlo stress: N generated price paths over a horizon, the same book and venue on each."""
+
+    paths: Annotated[int, Field(ge=1, le=10_000_000)] = 1000
+    horizon_s: PositiveFloat = 3600.0
+    dt_s: PositiveFloat = 60.0
+    generator: PathGenerator = GbmPaths()
+    block_size: Annotated[int, Field(ge=1)] = 64
+    critical_shock: CriticalShockSection = CriticalShockSection()
+
+
 class EngineSection(Strict):
     dt_s: PositiveFloat = Field(default=1.0, description="time step of generated drivers (s)")
     max_rounds: Annotated[int, Field(ge=1, le=10_000)] = 50
@@ -208,6 +294,7 @@ class Scenario(Strict):
     price_driver: Annotated[ShockDriver | HistoricalDriver, Field(discriminator="kind")] = ShockDriver()
     engine: EngineSection = EngineSection()
     insurance_fund: InsuranceFundSection = InsuranceFundSection()
+    stress: StressSection = StressSection()
 
 
 # --------------------------------------------------------------------------- loading
