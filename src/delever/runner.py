@@ -121,15 +121,69 @@ def _extreme_move_pct(prices: np.ndarray, start: float, direction: float) -> flo
     return float((moves.min() if direction < 0 else moves.max()) * 100.0)
 
 
+def make_engine(prep: Prepared, path: PricePath | None = None) -> CascadeEngine:
+    """A fresh engine for ``prep`` on ``path`` (default: the scenario's own price driver)."""
+    sc = prep.scenario
+    return CascadeEngine(prep.venue, prep.tiers, prep.book, prep.depth, path if path is not None else prep.path,
+                         sc.market.impact.permanent_fraction, sc.market.impact.resilience_half_life_s,
+                         sc.market.impact.max_walk_pct, sc.engine.max_rounds, sc.insurance_fund.initial_usd)
+
+
+def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, object]:
+    """Numeric outcome of one finished engine run (the per-path row of a stress run).
+
+    ``insurance_depleted`` is True when the backstop could not absorb what it was handed: any ADL, any
+    bad debt, or equity at or below zero at the end.
+    """
+    exo = eng.path.price
+    start = float(exo[0])
+    raw = exo / start - 1.0
+    direction = -1.0 if abs(raw.min()) >= abs(raw.max()) else 1.0
+    exo_move = _extreme_move_pct(exo, start, direction)
+    simulated = np.asarray(eng.step_rows.column("mark_price" if eng.replay else "last_price"))
+    final_move = _extreme_move_pct(simulated, start, direction)
+    t, bs = eng.totals, eng.backstop
+    end_equity = bs.equity(eng.final_mark)
+    bad_debt = t.bad_debt_usd + max(0.0, -end_equity)
+    checks = eng.conservation()
+    return {
+        "exogenous_move_pct": exo_move,
+        "final_move_pct": final_move,
+        "end_move_pct": float((simulated[-1] / start - 1.0) * 100.0),
+        "amplification": (final_move / exo_move) if exo_move != 0 else None,
+        "liquidated_notional_usd": t.liquidated_long_usd + t.liquidated_short_usd,
+        "liquidated_long_usd": t.liquidated_long_usd,
+        "liquidated_short_usd": t.liquidated_short_usd,
+        "liquidation_count": t.liquidations,
+        "rounds_max": t.rounds_max,
+        "round_cap_hits": t.round_cap_hits,
+        "insurance_fund_start_usd": initial_fund_usd,
+        "insurance_fund_end_usd": end_equity,
+        "insurance_fund_end_cash_usd": bs.cash_usd,
+        "backstop_inventory_qty": bs.inv_qty,
+        "bad_debt_usd": bad_debt,
+        "bad_debt_realized_usd": t.bad_debt_usd,
+        "adl_notional_usd": t.adl_notional_usd,
+        "adl_count": t.adl_count,
+        "adl_shortfall_qty": t.adl_shortfall_qty,
+        "insurance_depleted": bool(t.adl_count > 0 or bad_debt > 0 or end_equity <= 0),
+        **checks,
+    }
+
+
+def run_path(prep: Prepared, path: PricePath) -> dict[str, object]:
+    """Run the general engine for ``prep`` on one price path and return its metrics (no tables kept)."""
+    eng = make_engine(prep, path)
+    eng.run()
+    return path_metrics(eng, prep.scenario.insurance_fund.initial_usd)
+
+
 def execute(prep: Prepared) -> RunResult:
     """Run the engine on prepared inputs and assemble the summary and tables."""
     t0 = time.perf_counter()
     sc = prep.scenario
-    eng = CascadeEngine(prep.venue, prep.tiers, prep.book, prep.depth, prep.path,
-                        sc.market.impact.permanent_fraction, sc.market.impact.resilience_half_life_s,
-                        sc.market.impact.max_walk_pct, sc.engine.max_rounds, sc.insurance_fund.initial_usd)
+    eng = make_engine(prep)
     eng.run()
-    checks = eng.conservation()
     tables = {
         "steps": eng.step_rows.to_table(),
         "rounds": eng.round_rows.to_table(),
@@ -137,18 +191,7 @@ def execute(prep: Prepared) -> RunResult:
         "adl": eng.adl_rows.to_table(),
         "ledger": eng.ledger.to_table(),
     }
-    steps = tables["steps"]
-    exo = steps["exogenous_price"].to_numpy()
-    start = float(exo[0])
-    raw_moves = exo / start - 1.0
-    direction = -1.0 if abs(raw_moves.min()) >= abs(raw_moves.max()) else 1.0
-    exo_move = _extreme_move_pct(exo, start, direction)
-    price_col = "mark_price" if prep.path.mode == "replay" else "last_price"
-    final_move = _extreme_move_pct(steps[price_col].to_numpy(), start, direction)
-    t = eng.totals
-    liq = t.liquidated_long_usd + t.liquidated_short_usd
-    bs = eng.backstop
-    end_equity = bs.equity(eng.final_mark)
+    metrics = path_metrics(eng, sc.insurance_fund.initial_usd)
     summary: dict[str, object] = {
         "scenario": sc.name,
         "config_hash": prep.config_hash,
@@ -158,30 +201,9 @@ def execute(prep: Prepared) -> RunResult:
         "mode": prep.path.mode,
         "price_driver": prep.path.label,
         "positions": len(prep.book),
-        "steps": int(steps.num_rows),
-        "exogenous_move_pct": exo_move,
-        "final_move_pct": final_move,
-        "end_move_pct": float((steps[price_col].to_numpy()[-1] / start - 1.0) * 100.0),
-        "amplification": (final_move / exo_move) if exo_move != 0 else None,
-        "liquidated_notional_usd": liq,
-        "liquidated_long_usd": t.liquidated_long_usd,
-        "liquidated_short_usd": t.liquidated_short_usd,
-        "liquidation_count": t.liquidations,
-        "rounds_max": t.rounds_max,
-        "round_cap_hits": t.round_cap_hits,
+        "steps": int(tables["steps"].num_rows),
         "backstop": prep.venue.backstop.holder,
-        "insurance_fund_start_usd": sc.insurance_fund.initial_usd,
-        "insurance_fund_end_usd": end_equity,
-        "insurance_fund_end_cash_usd": bs.cash_usd,
-        "backstop_inventory_qty": bs.inv_qty,
-        "bad_debt_usd": t.bad_debt_usd + max(0.0, -end_equity),
-        "bad_debt_realized_usd": t.bad_debt_usd,
-        "adl_notional_usd": t.adl_notional_usd,
-        "adl_count": t.adl_count,
-        "adl_shortfall_qty": t.adl_shortfall_qty,
-        "ledger_imbalance_usd": checks["ledger_imbalance_usd"],
-        "ledger_reconciliation_usd": checks["ledger_reconciliation_usd"],
-        "open_interest_mismatch_qty": checks["open_interest_mismatch_qty"],
+        **metrics,
         "ledger_transfers": len(eng.ledger),
         "depth_source": prep.depth.source,
         "depth_extrapolated_qty": eng.impact.extrapolated_qty,

@@ -35,6 +35,11 @@ class TableBuilder:
                 arr = np.full(n, arr, dtype=dtype) if arr.ndim == 0 else arr
             self._cols[k].append(arr)
 
+    def column(self, name: str) -> np.ndarray:
+        """One numeric column as a NumPy array (all chunks so far)."""
+        chunks = self._cols[name]
+        return np.concatenate(chunks) if chunks else np.zeros(0, dtype=self.schema[name])
+
     def to_table(self) -> pa.Table:
         out = {}
         for k, dtype in self.schema.items():
