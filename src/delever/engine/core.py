@@ -39,7 +39,7 @@ from delever.engine.tables import TableBuilder
 from delever.market.depth import DepthCurve
 from delever.market.impact import Impact
 from delever.paths import PricePath
-from delever.venues.formulas import adl_score
+from delever.venues.formulas import adl_score, liquidation_price_binance
 from delever.venues.rules import VenueRules
 from delever.venues.tiers import MarginTiers
 
@@ -70,6 +70,27 @@ STEP_SCHEMA = {
     "transient_impact_ask": np.float64, "permanent_impact_factor": np.float64, "open_interest_long_qty": np.float64,
     "open_interest_short_qty": np.float64,
 }
+
+
+def _top_ranked(score: np.ndarray, account: np.ndarray, qty: np.ndarray, need_qty: float) -> np.ndarray:
+    """Indices of the highest scores (ties: lower account first) whose quantities cover ``need_qty``.
+
+    Same order as a full ``lexsort((account, -score))`` truncated where the cumulative quantity reaches
+    ``need_qty``, but only the top of the queue is sorted: an ADL usually needs a few counterparties
+    out of many.
+    """
+    n = score.size
+    m = min(n, 256)
+    while True:
+        if m < n:
+            cutoff = np.partition(score, n - m)[n - m]
+            top = np.flatnonzero(score >= cutoff)  # every tie at the cutoff is kept, so the order is exact
+        else:
+            top = np.arange(n)
+        top = top[np.lexsort((account[top], -score[top]))]
+        if m >= n or qty[top].sum() >= need_qty:
+            return top
+        m = min(n, m * 8)
 
 
 @dataclass
@@ -137,6 +158,15 @@ class CascadeEngine:
         self.adl_rows = TableBuilder(ADL_SCHEMA)
         self.round_rows = TableBuilder(ROUND_SCHEMA)
         self.step_rows = TableBuilder(STEP_SCHEMA)
+        self.lp = np.empty_like(self.qty)       # liquidation price, the prefilter of the margin check
+        # Per-side index arrays and liquidation prices: the margin check scans each side once per round.
+        self.side_idx = {1: np.flatnonzero(self.side > 0), -1: np.flatnonzero(self.side < 0)}
+        self.side_pos = np.empty(self.qty.size, dtype=np.int64)
+        for ix in self.side_idx.values():
+            self.side_pos[ix] = np.arange(ix.size)
+        self.side_lp = {1: np.empty(self.side_idx[1].size), -1: np.empty(self.side_idx[-1].size)}
+        self._refresh_lp(np.arange(self.qty.size))
+        self.oi_qty = {1: float(self.qty[self.side > 0].sum()), -1: float(self.qty[self.side < 0].sum())}
         self._start_money = self._money()
         self._start_inside_net_qty = self._inside_net_qty()
         self._step_acc = np.zeros(5)  # liquidations, long usd, short usd, adl usd, adl count (current step)
@@ -152,6 +182,46 @@ class CascadeEngine:
 
     def _inside_net_qty(self) -> float:
         return float((self.sidef * self.qty).sum() + self.backstop.inv_qty)
+
+    def _refresh_lp(self, idx: np.ndarray) -> None:
+        """Recompute the liquidation price of positions whose size or collateral changed.
+
+        ``eq - MM`` is monotone in price for a fixed position, so ``eq < MM`` holds exactly beyond the
+        liquidation price; the margin check uses the price as a prefilter (with a relative 1e-9
+        slack) and decides on the exact inequality. Closed positions, and longs that can never be
+        liquidated, get -inf (long) / +inf (short).
+        """
+        if idx.size == 0:
+            return
+        q = self.qty[idx]
+        lp = np.full(idx.size, np.nan)
+        live = q > 0
+        if live.any():
+            i = idx[live]
+            lp[live] = liquidation_price_binance(self.side[i], q[live], self.entry[i], self.coll[i], self.tiers)
+        never = np.where(self.side[idx] > 0, -np.inf, np.inf)
+        lp = np.where(np.isnan(lp), never, lp)
+        self.lp[idx] = lp
+        longs = self.side[idx] > 0
+        self.side_lp[1][self.side_pos[idx[longs]]] = lp[longs]
+        self.side_lp[-1][self.side_pos[idx[~longs]]] = lp[~longs]
+
+    def _track_oi(self, idx: np.ndarray, qty_before: np.ndarray) -> None:
+        delta = self.qty[idx] - qty_before
+        longs = self.side[idx] > 0
+        self.oi_qty[1] += float(delta[longs].sum())
+        self.oi_qty[-1] += float(delta[~longs].sum())
+
+    def _candidates(self, mark: float) -> np.ndarray:
+        """Open positions past (or within 1e-9 of) their liquidation price, ascending index."""
+        slack = 1e-9 * mark
+        longs = self.side_idx[1][self.side_lp[1] > mark - slack]
+        shorts = self.side_idx[-1][self.side_lp[-1] < mark + slack]
+        if shorts.size == 0:
+            return longs
+        if longs.size == 0:
+            return shorts
+        return np.sort(np.concatenate((longs, shorts)))
 
     def _close_dust(self, idx: np.ndarray) -> None:
         """Positions at zero size release their collateral to the trader's free balance (same party)."""
@@ -214,7 +284,8 @@ class CascadeEngine:
         if qty <= DUST_QTY or bs.inv_qty == 0:
             return 0.0
         inv_side = 1 if bs.inv_qty > 0 else -1
-        cand = np.flatnonzero((self.qty > 0) & (self.side == -inv_side))
+        opp = self.side_idx[-inv_side]
+        cand = opp[self.qty[opp] > 0]
         if cand.size == 0:
             self.totals.adl_shortfall_qty += qty
             return 0.0
@@ -226,7 +297,7 @@ class CascadeEngine:
         score = adl_score(self.venue.adl.ranking, self.side[cand], q, e, c, mark, mm)
         ok &= np.isfinite(score)
         cand, q, e, s, score = cand[ok], q[ok], e[ok], s[ok], score[ok]
-        order = np.lexsort((self.account[cand], -score))
+        order = _top_ranked(score, self.account[cand], q, qty)
         cand, q, e, s, score = cand[order], q[order], e[order], s[order], score[order]
         before = np.cumsum(q) - q
         take = np.clip(qty - before, 0.0, q)
@@ -237,11 +308,14 @@ class CascadeEngine:
             self.totals.adl_shortfall_qty += qty
             return 0.0
         realized = s * take * (price - e)
+        q_before = self.qty[cand].copy()
         self.coll[cand] += realized
         self.qty[cand] -= take
         self.market_cash -= realized.sum()
         self.ledger.transfer_signed("adl_pnl", MARKET, self.account[cand], realized)
         self._close_dust(cand)
+        self._track_oi(cand, q_before)
+        self._refresh_lp(cand)
         self._backstop_trade(-inv_side, done, price, "adl_pnl")
         notional = take * price
         self.adl_rows.add(step=step, round=rnd, t_s=t, account=self.account[cand], side=self.side[cand], qty=take,
@@ -276,14 +350,15 @@ class CascadeEngine:
     def _round(self, step: int, rnd: int, t: float, exo: float, mark: float, prev_mark: float) -> bool:
         """One liquidation round at fixed mark. Returns True if any position or balance changed."""
         self.ledger.at(step, rnd, t)
-        open_idx = np.flatnonzero(self.qty > 0)
-        q = self.qty[open_idx]
-        eq = self.coll[open_idx] + self.sidef[open_idx] * q * (mark - self.entry[open_idx])
+        cand = self._candidates(mark)
+        q = self.qty[cand]
+        eq = self.coll[cand] + self.sidef[cand] * q * (mark - self.entry[cand])
         mm = self.tiers.maintenance_margin(q * mark)
         liq = eq < mm
         if not liq.any():
             return False
-        L, eqL, mmL = open_idx[liq], eq[liq], mm[liq]
+        L, eqL, mmL = cand[liq], eq[liq], mm[liq]
+        touched, q_touched = L, self.qty[L].copy()
         rule = self.venue.liquidation
         fill_total = takeover_total = 0.0
         n_events = 0
@@ -386,6 +461,8 @@ class CascadeEngine:
                         takeover_total += qt.sum()
             self._close_dust(L)
 
+        self._track_oi(touched, q_touched)
+        self._refresh_lp(touched)
         adl_qty = self._backstop_checks(mark, prev_mark, step, rnd, t)
         progress = fill_total > 0 or takeover_total > 0 or adl_qty > 0
         self._step_acc[0] += n_events
@@ -451,7 +528,6 @@ class CascadeEngine:
             self.totals.liquidations += int(self._step_acc[0])
             self.totals.liquidated_long_usd += self._step_acc[1]
             self.totals.liquidated_short_usd += self._step_acc[2]
-            longs = self.side > 0
             bs = self.backstop
             self.step_rows.add(
                 step=step, t_s=t, exogenous_price=exo, index_price=index, last_price=last, mark_price=mark,
@@ -463,14 +539,14 @@ class CascadeEngine:
                 backstop_inventory_qty=bs.inv_qty, bad_debt_usd=self.totals.bad_debt_usd,
                 transient_impact_bid=self.impact.d_bid, transient_impact_ask=self.impact.d_ask,
                 permanent_impact_factor=self.impact.permanent,
-                open_interest_long_qty=float(self.qty[longs].sum()) + max(bs.inv_qty, 0.0),
-                open_interest_short_qty=float(self.qty[~longs].sum()) + max(-bs.inv_qty, 0.0),
+                open_interest_long_qty=self.oi_qty[1] + max(bs.inv_qty, 0.0),
+                open_interest_short_qty=self.oi_qty[-1] + max(-bs.inv_qty, 0.0),
             )
             prev_mark, prev_t = mark, t
         self.final_mark = prev_mark
 
     def _has_liquidatable(self, mark: float) -> bool:
-        open_idx = np.flatnonzero(self.qty > 0)
+        open_idx = self._candidates(mark)
         q = self.qty[open_idx]
         eq = self.coll[open_idx] + self.sidef[open_idx] * q * (mark - self.entry[open_idx])
         return bool((eq < self.tiers.maintenance_margin(q * mark)).any())
