@@ -1,4 +1,4 @@
-"""Command line: ``delever run``, ``delever venues``.
+"""Command line: ``delever run``, ``delever stress``, ``delever venues``.
 
 Bad input exits with code 2 and one line on stderr naming the file, row or field.
 """
@@ -55,6 +55,48 @@ def run(
         from delever.report import print_summary
 
         print_summary(summary, Console())
+
+
+@app.command()
+def stress(
+    scenario: Annotated[Path | None, typer.Option("--scenario", "-s", help="Scenario TOML; default: the embedded default")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: key.path=value (TOML value)")] = None,
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of data paths [env DELEVER_DATA_DIR; default ../shared/data]")] = None,
+    paths: Annotated[int | None, typer.Option("--paths", help="Number of price paths (overrides stress.paths)")] = None,
+    executor: Annotated[str, typer.Option("--executor", help="inprocess | processes | dask")] = "processes",
+    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes; default: CPU count")] = None,
+    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Address of an existing Dask scheduler (--executor dask)")] = None,
+    block_size: Annotated[int | None, typer.Option("--block-size", help="Paths per block (overrides stress.block_size)")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder")] = Path("runs"),
+    resume: Annotated[Path | None, typer.Option("--resume", help="Resume an interrupted stress run folder")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout")] = False,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar")] = False,
+) -> None:
+    """Monte Carlo stress: many generated price paths on one book; LaR, bad-debt VaR/ES, P(ADL), critical shock."""
+    from delever.scenario import load_scenario, resolve_data_dir
+    from delever.stress import StressError, run_stress
+
+    try:
+        if paths is not None and paths < 1:
+            raise DeleverInputError(f"--paths: expected a whole number of paths >= 1, got {paths}")
+        if block_size is not None and block_size < 1:
+            raise DeleverInputError(f"--block-size: expected a whole number of paths per block >= 1, got {block_size}")
+        overrides = [*(set_ or []), *([f"stress.paths={paths}"] if paths is not None else [])]
+        sc = load_scenario(scenario, overrides)
+        result = run_stress(sc, resolve_data_dir(data_dir), executor=executor, workers=workers, scheduler=scheduler,
+                            block_size=block_size, out_dir=out, resume=resume, progress=not no_progress)
+    except DeleverInputError as exc:
+        _fail(exc)
+        return
+    except StressError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.summary, default=str) + "\n")
+    else:
+        from delever.stress_report import print_stress_summary
+
+        print_stress_summary(result.summary, Console())
 
 
 @app.command()
