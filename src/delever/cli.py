@@ -120,6 +120,16 @@ def venues() -> None:
             out.print(f"  source: {src}")
 
 
+def _register_heatmap() -> None:
+    from delever.heatmap import heatmap_command
+
+    app.command("heatmap", help="Liquidation map and heatmap, with and without cascade feedback, with ensemble bands.")(
+        heatmap_command)
+
+
+_register_heatmap()
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
