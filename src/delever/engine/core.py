@@ -53,7 +53,7 @@ LIQ_SCHEMA = {
 ADL_SCHEMA = {
     "step": np.int32, "round": np.int32, "t_s": np.float64, "account": np.int64, "side": np.int8,
     "qty": np.float64, "price": np.float64, "notional_usd": np.float64, "rank": np.int32, "score": np.float64,
-    "realized_pnl_usd": np.float64, "trigger": str,
+    "realized_pnl_usd": np.float64, "haircut_usd": np.float64, "trigger": str,
 }
 ROUND_SCHEMA = {
     "step": np.int32, "round": np.int32, "t_s": np.float64, "mark_price": np.float64, "last_price": np.float64,
@@ -91,6 +91,46 @@ def _top_ranked(score: np.ndarray, account: np.ndarray, qty: np.ndarray, need_qt
         if m >= n or qty[top].sum() >= need_qty:
             return top
         m = min(n, m * 8)
+
+
+def _water_fill(need: float, weight: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """Split ``need`` in proportion to ``weight`` without exceeding ``cap`` (excess goes to the others)."""
+    take = np.zeros(weight.size)
+    free = (weight > 0) & (cap > 0)
+    left = need
+    while left > DUST_QTY and free.any():
+        share = left * weight[free] / weight[free].sum()
+        room = cap[free] - take[free]
+        hit = share >= room
+        if not hit.any():
+            take[free] += share
+            break
+        idx = np.flatnonzero(free)[hit]
+        take[idx] = cap[idx]
+        left = need - take.sum()
+        free[idx] = False
+    return take
+
+
+def adl_allocation(policy: str, need_qty: float, qty: np.ndarray, notional_usd: np.ndarray, equity_usd: np.ndarray,
+                   cap_fraction: float) -> np.ndarray:
+    """Quantity each eligible counterparty gives up under a pro-rata ADL ``policy`` (float64, same shape).
+
+    ``pro_rata``: in proportion to size. ``capped_pro_rata``: in proportion to size, at most
+    ``cap_fraction`` of each position while others have room, then pro rata on what is left.
+    ``risk_aware_pro_rata``: in proportion to size x effective leverage (notional / equity).
+    The total never exceeds ``need_qty`` nor the sum of sizes.
+    """
+    need = min(need_qty, float(qty.sum()))
+    if policy == "pro_rata":
+        return _water_fill(need, qty, qty)
+    if policy == "capped_pro_rata":
+        first = _water_fill(need, qty, cap_fraction * qty)
+        rest = need - first.sum()
+        return first + (_water_fill(rest, qty - first, qty - first) if rest > DUST_QTY else 0.0)
+    if policy == "risk_aware_pro_rata":
+        return _water_fill(need, qty * notional_usd / equity_usd, qty)
+    raise ValueError(f"unknown ADL policy {policy!r}")
 
 
 @dataclass
@@ -297,10 +337,17 @@ class CascadeEngine:
         score = adl_score(self.venue.adl.ranking, self.side[cand], q, e, c, mark, mm)
         ok &= np.isfinite(score)
         cand, q, e, s, score = cand[ok], q[ok], e[ok], s[ok], score[ok]
-        order = _top_ranked(score, self.account[cand], q, qty)
-        cand, q, e, s, score = cand[order], q[order], e[order], s[order], score[order]
-        before = np.cumsum(q) - q
-        take = np.clip(qty - before, 0.0, q)
+        rule = self.venue.adl
+        if rule.policy == "queue":
+            order = _top_ranked(score, self.account[cand], q, qty)
+            cand, q, e, s, score = cand[order], q[order], e[order], s[order], score[order]
+            before = np.cumsum(q) - q
+            take = np.clip(qty - before, 0.0, q)
+        else:
+            order = np.lexsort((self.account[cand], -score))
+            cand, q, e, s, score = cand[order], q[order], e[order], s[order], score[order]
+            equity = self.coll[cand] + s * q * (mark - e)
+            take = adl_allocation(rule.policy, qty, q, q * mark, np.maximum(equity, 1e-12), rule.pro_rata_cap_fraction)
         hit = take > 0
         cand, take, e, s, score = cand[hit], take[hit], e[hit], s[hit], score[hit]
         done = float(take.sum())
@@ -320,7 +367,7 @@ class CascadeEngine:
         notional = take * price
         self.adl_rows.add(step=step, round=rnd, t_s=t, account=self.account[cand], side=self.side[cand], qty=take,
                           price=price, notional_usd=notional, rank=np.arange(1, cand.size + 1), score=score,
-                          realized_pnl_usd=realized, trigger=trigger)
+                          realized_pnl_usd=realized, haircut_usd=s * take * (mark - price), trigger=trigger)
         self.totals.adl_notional_usd += notional.sum()
         self.totals.adl_count += int(cand.size)
         self._step_acc[3] += notional.sum()

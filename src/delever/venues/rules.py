@@ -54,8 +54,19 @@ class BackstopRule(Strict):
 
 
 class AdlRule(Strict):
+    """Auto-deleveraging: who is closed (``policy``, ``ranking``) and at what price.
+
+    ``policy``: ``queue`` (the venue's: highest ``ranking`` score first until the quantity is covered),
+    ``pro_rata`` (every eligible opposite position reduced by the same fraction), ``capped_pro_rata``
+    (pro rata, but no position loses more than ``pro_rata_cap_fraction`` of its size while others have
+    room), ``risk_aware_pro_rata`` (pro rata weighted by effective leverage, so the most levered give
+    up most). The alternatives are the ADL designs compared in the literature on the 2025-10-10 event.
+    """
+
     ranking: Literal["pnl_pct_x_effective_leverage", "pnl_pct_x_margin_ratio", "hyperliquid"]
     price: Literal["bankruptcy", "previous_mark"]
+    policy: Literal["queue", "pro_rata", "capped_pro_rata", "risk_aware_pro_rata"] = "queue"
+    pro_rata_cap_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
 class TierTable(Strict):
