@@ -120,14 +120,20 @@ def venues() -> None:
             out.print(f"  source: {src}")
 
 
-def _register_heatmap() -> None:
+def _register_commands() -> None:
     from delever.heatmap import heatmap_command
+    from delever.replay import replay_command
+    from delever.validate import validate_command
 
     app.command("heatmap", help="Liquidation map and heatmap, with and without cascade feedback, with ensemble bands.")(
         heatmap_command)
+    app.command("replay", help="Replay a real price path: estimated liquidations per minute with ensemble bands.")(
+        replay_command)
+    app.command("validate", help="Validate against real crashes (Binance BTCUSDT, Hyperliquid 2025-10-10, Aave "
+                "2021-05-19).")(validate_command)
 
 
-_register_heatmap()
+_register_commands()
 
 
 def main() -> None:  # pragma: no cover - console entry point
