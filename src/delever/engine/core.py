@@ -384,8 +384,18 @@ class CascadeEngine:
         price = bs.inv_entry if self.venue.adl.price == "bankruptcy" else prev_mark
         done = 0.0
         upnl = bs.inv_qty * (mark - bs.inv_entry)
-        if -upnl > rule.adl_loss_fraction * max(bs.cash_usd, 0.0):
-            done += self._adl(abs(bs.inv_qty), price, mark, "backstop_loss", step, rnd, t)
+        cash, f = max(bs.cash_usd, 0.0), rule.adl_loss_fraction
+        if -upnl > f * cash:
+            # Deleverage only what the backstop cannot carry: the least quantity q after which the loss
+            # on the rest is within f x its cash again, ((|inv|-q)*l <= f*(cash + q*r)), where l is the
+            # loss per unit at mark and r the PnL per unit realized at the ADL price.
+            inv_side = 1.0 if bs.inv_qty > 0 else -1.0
+            size = abs(bs.inv_qty)
+            loss = -inv_side * (mark - bs.inv_entry)
+            realized = inv_side * (price - bs.inv_entry)
+            denom = loss + f * realized
+            need = size if denom <= 0 else min(size, (size * loss - f * cash) / denom * (1.0 + 1e-9))
+            done += self._adl(need, price, mark, "backstop_loss", step, rnd, t)
         elif rule.max_net_notional_ratio > 0:
             cap_usd = rule.max_net_notional_ratio * max(bs.equity(mark), 0.0)
             excess = abs(bs.inv_qty) - cap_usd / mark
