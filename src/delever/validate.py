@@ -1085,11 +1085,11 @@ def _policy_paragraph(ev: dict[str, Any]) -> str:
     same = [c for c, rs in by_coin.items()
             if max(r["haircut_usd"] for r in rs) - min(r["haircut_usd"] for r in rs)
             <= 1e-6 * max(1.0, max(r["haircut_usd"] for r in rs))]
-    txt = (f"{len(same)} of {len(by_coin)} coins give the same total haircut under every policy: when the "
-           "liquidator vault's loss exceeds its balance, the engine deleverages its whole inventory at one price (the "
-           "previous mark), so the quantity and the haircut per unit are fixed and a policy only decides who pays "
-           "(accounts hit, concentration). The haircut beyond the shortfall is then the same for every policy; "
-           "a policy can only change it if the ADL quantity were sized to the shortfall.")
+    txt = (f"{len(same)} of {len(by_coin)} coins give the same total haircut under every policy. The engine "
+           "deleverages the least quantity that brings the vault's loss back within its balance, all at one price "
+           "(the previous mark), so the quantity and the haircut per unit are set by the shortfall, not by the "
+           "policy: a policy decides who pays (accounts hit, concentration of the haircut), which is where the "
+           "policies differ.")
     if len(same) < len(by_coin):
         txt += (" Where the totals differ, it is through the later path: different survivors are liquidated or "
                 "deleveraged again.")
