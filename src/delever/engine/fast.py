@@ -98,7 +98,8 @@ class FastBook:
 
 
 def _n_threads() -> int:
-    return max(1, int(numba.get_num_threads()))
+    # the configured count (NUMBA_NUM_THREADS, default: CPU count); reading it starts no thread pool
+    return max(1, int(numba.config.NUMBA_NUM_THREADS))
 
 
 def fast_kernel_support(prep, mode: str = "stress") -> tuple[bool, str]:
@@ -198,8 +199,9 @@ def run_paths_fast(fb: FastBook, t_s: np.ndarray, prices: np.ndarray, parallel: 
         fb: The prepared book (:func:`build_fast_book`).
         t_s: float64 ``(T,)`` seconds since the start, strictly increasing (``t_s[0]`` is normally 0).
         prices: float64 ``(P, T)`` exogenous prices (USD, finite, > 0); column 0 is each path's start price.
-        parallel: Spread paths over threads (the kernel releases the GIL); as many threads as
-            ``numba.get_num_threads()`` (``NUMBA_NUM_THREADS``, default: the CPU count).
+        parallel: Spread paths over threads (the kernel releases the GIL), as many as
+            ``NUMBA_NUM_THREADS`` (default: the CPU count). Use False inside worker processes that
+            already use every core.
 
     Returns:
         Dict of per-path arrays, shape ``(P,)``: float64 for :data:`FLOAT_OUTPUTS` (``amplification``
@@ -236,6 +238,7 @@ def run_paths_fast(fb: FastBook, t_s: np.ndarray, prices: np.ndarray, parallel: 
         # liquidates thousands of positions, a quiet path none), so many small chunks balance the load.
         chunk = max(1, min(256, n // (8 * threads)))
         bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+        K.run_block(*args, 0, 0)  # compile or load from the cache once, in this thread
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda b: K.run_block(*args, b[0], b[1]), bounds))
     res: dict[str, np.ndarray] = {}

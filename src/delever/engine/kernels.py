@@ -107,7 +107,8 @@ K_NPOOL = 2      # pool rows in use
 K_CL = 3         # long cursor
 K_CS = 4         # short cursor
 K_ACC_N = 5      # liquidation events of the current step
-N_ISTATE = 6
+K_FRESH = 6      # positions just admitted from the cursors: candidates at the head of work[W_CAND], on no heap
+N_ISTATE = 7
 # pool columns (cap, 7)
 C_POS = 0
 C_SIDE = 1
@@ -553,12 +554,16 @@ def _push_pooled(r, pool, work, ist):
 def _pop_candidates(mark, work, ist):
     """Pop every pooled position past its liquidation price (1e-9 relative slack) into ``work[W_CAND]``.
 
+    The positions the cursors just admitted are already there (``ist[K_FRESH]`` of them, on no heap):
+    they passed the same test against the same mark.
+
     Returns:
-        The number of candidates.
+        The number of candidates (fresh ones included); the caller pushes back the ones left open.
     """
     slack = 1e-9 * mark
     thr = (mark - slack, -(mark + slack))  # long: lp > mark - slack; short: -lp > -(mark + slack)
-    nc = 0
+    nc = ist[K_FRESH]
+    ist[K_FRESH] = 0
     for h in range(2):
         kr = W_LKEY if h == 0 else W_SKEY
         n = ist[K_HL + h]
@@ -715,6 +720,11 @@ def backstop_trade(st, side, qty, price):
 def backstop_checks(mark, prev_mark, st, prm, tiers, pool, ist, Ls, Ss):
     """``CascadeEngine._backstop_checks`` and ``_adl`` up to the choice of counterparties.
 
+    Triggers and quantities as the general engine's: a loss beyond ``adl_loss_fraction`` x cash asks for
+    the least quantity that brings the loss on the rest back within it; else the excess over the
+    net-notional cap. A counterparty is eligible when it stays solvent at the ADL price and has a
+    finite ranking score (equity > 0 at mark); with any eligible one, every ADL policy closes some.
+
     Returns:
         True when ADL would close at least one counterparty (the path needs the general engine).
         A trigger without any eligible counterparty records the shortfall, as the general engine does.
@@ -725,8 +735,16 @@ def backstop_checks(mark, prev_mark, st, prm, tiers, pool, ist, Ls, Ss):
     price = st[S_INVE] if prm[P_ADL_PRICE_BANKRUPTCY] > 0 else prev_mark
     upnl = inv * (mark - st[S_INVE])
     qty = 0.0
-    if -upnl > prm[P_ADL_LOSS_FRACTION] * max(st[S_CASH], 0.0):
-        qty = abs(inv)
+    cash = max(st[S_CASH], 0.0)
+    f = prm[P_ADL_LOSS_FRACTION]
+    if -upnl > f * cash:
+        # only what the backstop cannot carry: the least q with (|inv| - q) * loss <= f * (cash + q * realized)
+        inv_side = 1.0 if inv > 0 else -1.0
+        size = abs(inv)
+        loss = -inv_side * (mark - st[S_INVE])
+        realized = inv_side * (price - st[S_INVE])
+        denom = loss + f * realized
+        qty = size if denom <= 0 else min(size, (size * loss - f * cash) / denom * (1.0 + 1e-9))
     elif prm[P_MAX_NET_RATIO] > 0:
         equity = st[S_CASH] + inv * (mark - st[S_INVE])
         cap_usd = prm[P_MAX_NET_RATIO] * max(equity, 0.0)
@@ -986,7 +1004,8 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
 # =========================================================================== one path
 @njit(**_JIT)
 def _admit(mark, Ls, Ss, pool, work, ist):
-    """Advance both cursors: static positions past the prefilter join the pool and their heap.
+    """Advance both cursors: static positions past the prefilter join the pool as the next round's
+    first candidates (``work[W_CAND]``, ``ist[K_FRESH]``); the round puts the ones left open on a heap.
 
     Returns:
         ``(pool, work)``, reallocated (doubled) when the pool was full.
@@ -1026,7 +1045,8 @@ def _admit(mark, Ls, Ss, pool, work, ist):
             pool[r, C_LP] = S[R_LP, i]
             pool[r, C_COOL] = -np.inf
             ist[K_NPOOL] = r + 1
-            _push_pooled(r, pool, work, ist)
+            work[W_CAND, ist[K_FRESH]] = r  # a candidate of the coming round (no heap round trip)
+            ist[K_FRESH] += 1
     ist[K_CL] = cl
     ist[K_CS] = cs
     return pool, work
