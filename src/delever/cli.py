@@ -71,6 +71,7 @@ def stress(
     resume: Annotated[Path | None, typer.Option("--resume", help="Resume an interrupted stress run folder")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout")] = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="auto | fast | general (same numbers; fast when supported)")] = "auto",
 ) -> None:
     """Monte Carlo stress: many generated price paths on one book; LaR, bad-debt VaR/ES, P(ADL), critical shock."""
     from delever.scenario import load_scenario, resolve_data_dir
@@ -84,7 +85,8 @@ def stress(
         overrides = [*(set_ or []), *([f"stress.paths={paths}"] if paths is not None else [])]
         sc = load_scenario(scenario, overrides)
         result = run_stress(sc, resolve_data_dir(data_dir), executor=executor, workers=workers, scheduler=scheduler,
-                            block_size=block_size, out_dir=out, resume=resume, progress=not no_progress)
+                            block_size=block_size, out_dir=out, resume=resume, progress=not no_progress,
+                            engine=engine)
     except DeleverInputError as exc:
         _fail(exc)
         return

@@ -104,6 +104,8 @@ class _Context:
     seed: int
     n_paths: int
     seeds: list[np.random.SeedSequence] | None = None  # explicit seeds when not the SeedSequence spawn tree
+    fast_book: Any = None        # delever.engine.fast.FastBook when the fast kernel runs the paths
+    kernel_threads: bool = False  # spread a block's paths over threads (in-process executor only)
 
 
 @dataclass
@@ -192,7 +194,9 @@ def _rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
     for name in names:
         values = [r.get(name) for r in rows]
         first = next((v for v in values if v is not None), None)
-        if isinstance(first, bool | np.bool_):
+        if isinstance(first, str):
+            typ = pa.string()
+        elif isinstance(first, bool | np.bool_):
             typ = pa.bool_()
             values = [None if v is None else bool(v) for v in values]
         elif name in _INT_COLUMNS:
@@ -219,13 +223,34 @@ def _generate(ctx: _Context, seeds: list[np.random.SeedSequence]) -> np.ndarray:
 
 
 def _compute_block(ctx: _Context, block: Block) -> pa.Table:
-    """Generate the block's paths and run the general engine on each; one metrics row per path."""
+    """Generate the block's paths and run them; one metrics row per path.
+
+    With a fast book the Numba kernel runs every path and the general engine reruns only the paths it
+    flags (those that need ADL); otherwise the general engine runs each path. Both give the same
+    numbers (``tests/test_fast_kernel.py``); the ledger checks exist only for general-engine rows.
+    """
     prices = _generate(ctx, _block_seeds(ctx, block))
     t_s = np.arange(ctx.n_steps + 1, dtype=np.float64) * ctx.dt_s
+    if ctx.fast_book is not None:
+        from delever.engine.fast import run_paths
+
+        res = run_paths(ctx.prepared, t_s, prices, fb=ctx.fast_book, parallel=ctx.kernel_threads,
+                        label=ctx.generator.label)
+        general = res.pop("needs_general")
+        res["insurance_depleted"] = res["insurance_depleted"].astype(bool)
+        rows = []
+        for i in range(prices.shape[0]):
+            row = {"path": block.start + i}
+            for name, values in res.items():
+                v = values[i].item()
+                row[name] = None if isinstance(v, float) and np.isnan(v) else v
+            row["engine"] = "general" if general[i] else "fast"
+            rows.append(row)
+        return _rows_to_table(rows)
     rows = []
     for i, row in enumerate(prices):
         path = PricePath(t_s, np.ascontiguousarray(row), "stress", ctx.generator.label, None)
-        rows.append({"path": block.start + i, **run_path(ctx.prepared, path)})
+        rows.append({"path": block.start + i, **run_path(ctx.prepared, path), "engine": "general"})
     return _rows_to_table(rows)
 
 
@@ -615,9 +640,26 @@ def _concat(tables: Iterable[pa.Table]) -> pa.Table:
         return pa.concat_tables(tables, promote=True)
 
 
+def _choose_engine(engine: str, prep: Prepared) -> tuple[str, str, Any]:
+    """Pick the engine for the paths: returns (name, reason, FastBook or None)."""
+    if engine not in ("auto", "fast", "general"):
+        raise DeleverInputError(f"--engine: expected auto, fast or general, got {engine!r}")
+    if engine == "general":
+        return "general", "requested", None
+    from delever.engine.fast import build_fast_book, fast_kernel_support
+
+    ok, why = fast_kernel_support(prep, "stress")
+    if not ok:
+        if engine == "fast":
+            raise DeleverInputError(f"--engine fast: {why}")
+        return "general", why, None
+    return "fast", "fixed positions across paths: sorted liquidation prices and cursors (ADL paths rerun by the " \
+                   "general engine)", build_fast_book(prep)
+
+
 def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "processes", workers: int | None = None,
                scheduler: str | None = None, block_size: int | None = None, out_dir: Path | str | None = None,
-               resume: Path | str | None = None, progress: bool = True) -> StressResult:
+               resume: Path | str | None = None, progress: bool = True, engine: str = "auto") -> StressResult:
     """Run the Monte Carlo stress of ``scenario``: ``stress.paths`` generated paths, tail metrics, critical shock.
 
     Args:
@@ -634,6 +676,9 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         resume: a run folder of an interrupted run with the same config hash: finished blocks are
             read back, the rest computed; the final numbers equal an uninterrupted run's.
         progress: show a progress bar with paths/s on stderr.
+        engine: ``"auto"`` (the fast kernel when it supports the scenario, else the general engine),
+            ``"fast"`` (an error when it does not) or ``"general"``. The numbers are the same; the
+            summary says which engine ran and why.
 
     Returns:
         :class:`StressResult` with the summary, the per-path table and the fan chart data.
@@ -658,12 +703,20 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
     folder: Path | None = None
     if resume is not None:
         folder = Path(resume)
-        _, bs = _open_resume(folder, chash, block_size)
+        resumed_cfg, bs = _open_resume(folder, chash, block_size)
+        # a resumed run keeps its engine, so every block holds the same columns
+        stored_engine = resumed_cfg.get("engine", "general")
+        if engine not in ("auto", stored_engine):
+            raise DeleverInputError(f"--engine: the resumed run used the {stored_engine} engine, got {engine!r} "
+                                    "(leave --engine out when resuming)")
+        engine = stored_engine
     else:
         bs = block_size or st.block_size
     blocks = plan_blocks(st.paths, bs)
+    engine_used, engine_reason, fast_book = _choose_engine(engine, prep)
     ctx = _Context(prep, gen, float(prep.path.price[0]), _n_steps(st.horizon_s, st.dt_s), float(st.dt_s),
-                   int(scenario.seed), int(st.paths), _seed_plan(int(scenario.seed), int(st.paths)))
+                   int(scenario.seed), int(st.paths), _seed_plan(int(scenario.seed), int(st.paths)),
+                   fast_book=fast_book, kernel_threads=executor == "inprocess")
 
     fan = _fan(ctx)  # also tries the generator on this grid before any folder or worker exists
 
@@ -676,7 +729,7 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         config = {
             "kind": "stress", "config_hash": chash, "seed": scenario.seed, "paths": st.paths, "block_size": bs,
             "blocks": len(blocks), "steps": ctx.n_steps, "dt_s": st.dt_s, "horizon_s": st.horizon_s,
-            "engine": ENGINE, "generator": gen.label, "generator_kind": gen.kind, "generator_params": gen.params,
+            "engine": engine_used, "generator": gen.label, "generator_kind": gen.kind, "generator_params": gen.params,
             "scenario": scenario.model_dump(mode="json"), "venue_rules": prep.venue.model_dump(mode="json"),
             "book_assumptions": prep.book_assumptions, "delever_version": __version__,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -746,7 +799,10 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         "executor": executor,
         "workers": used_workers or None,
         "scheduler": scheduler,
-        "engine": ENGINE,
+        "engine": engine_used,
+        "engine_reason": engine_reason,
+        "paths_rerun_general": int(np.sum(np.asarray(table.column("engine").to_pylist()) == "general"))
+        if engine_used == "fast" else None,
         "venue": prep.venue.name,
         "instrument": scenario.market.instrument,
         "positions": len(prep.book),
