@@ -160,7 +160,7 @@ def build_fast_book(prep) -> FastBook:
     def sorted_side(mask: np.ndarray, descending: bool) -> np.ndarray:
         idx = np.flatnonzero(mask)
         key = -lp[idx] if descending else lp[idx]
-        order = idx[np.argsort(key, kind="stable")]
+        order = idx[np.argsort(key)]  # ties in liquidation price are ordered by book row inside the kernel
         return np.ascontiguousarray(np.stack([lp[order], order.astype(np.float64), qty[order], entry[order],
                                               coll[order]]))
 

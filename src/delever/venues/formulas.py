@@ -7,6 +7,7 @@ Sources are cited per function; ``venue-mechanics.md`` is ``shared/docs/venue-me
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
 from delever.venues.tiers import MarginTiers
 
@@ -42,27 +43,37 @@ def liquidation_price_binance(
         float64 ``(N,)`` liquidation price (USD); ``nan`` where no bracket is self-consistent
         (e.g. a long that can never be liquidated because its collateral covers the whole notional).
     """
-    side = np.asarray(side, dtype=np.float64)[:, None]
-    q = np.asarray(qty, dtype=np.float64)[:, None]
-    ep = np.asarray(entry_price, dtype=np.float64)[:, None]
-    wb = np.asarray(wallet_balance_usd, dtype=np.float64)[:, None]
-    tmm = np.broadcast_to(np.asarray(other_maint_margin_usd, dtype=np.float64), wb.shape[:1])[:, None]
-    upnl = np.broadcast_to(np.asarray(other_upnl_usd, dtype=np.float64), wb.shape[:1])[:, None]
-    mmr = tiers.mmr[None, :]
-    cum = tiers.maint_amount_usd[None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lp = (wb - tmm + upnl + cum - side * q * ep) / (q * mmr - side * q)
-    # Bracket k holds notionals in (floor_k, floor_{k+1}]; a relative 1e-12 slack keeps a price that lands
-    # exactly on a floor (MM is continuous there, so both neighbours give the same price) from being lost
-    # to rounding.
-    lo = tiers.floor_usd[None, :] * (1.0 - 1e-12)
-    hi = np.append(tiers.floor_usd[1:], np.inf)[None, :] * (1.0 + 1e-12)
-    notional = q * lp
-    consistent = (notional >= lo) & (notional <= hi) & (lp > 0)
-    out = np.full(lp.shape[0], np.nan)
-    has = consistent.any(axis=1)
-    first = np.argmax(consistent, axis=1)
-    out[has] = lp[has, first[has]]
+    q = np.ascontiguousarray(qty, dtype=np.float64)
+    n = q.size
+    return _lp_tiers(
+        np.ascontiguousarray(side, dtype=np.float64), q, np.ascontiguousarray(entry_price, dtype=np.float64),
+        np.ascontiguousarray(wallet_balance_usd, dtype=np.float64),
+        np.ascontiguousarray(np.broadcast_to(np.asarray(other_maint_margin_usd, dtype=np.float64), (n,))),
+        np.ascontiguousarray(np.broadcast_to(np.asarray(other_upnl_usd, dtype=np.float64), (n,))),
+        tiers.floor_usd, tiers.mmr, tiers.maint_amount_usd)
+
+
+@njit(cache=True)
+def _lp_tiers(side, q, ep, wb, tmm, upnl, floor, mmr, cum):  # pragma: no cover - compiled
+    # For each position, the first bracket whose own formula lands inside it. Bracket k holds notionals
+    # in (floor_k, floor_{k+1}]; a relative 1e-12 slack keeps a price that lands exactly on a floor (MM is
+    # continuous there, so both neighbours give the same price) from being lost to rounding. One pass,
+    # no (N, K) temporaries: the same arithmetic as the vectorized form, per element.
+    n, k_n = q.size, floor.size
+    out = np.full(n, np.nan)
+    for i in range(n):
+        for k in range(k_n):
+            den = q[i] * mmr[k] - side[i] * q[i]
+            if den == 0.0:
+                continue
+            lp = (wb[i] - tmm[i] + upnl[i] + cum[k] - side[i] * q[i] * ep[i]) / den
+            if not lp > 0.0:
+                continue
+            notional = q[i] * lp
+            hi = floor[k + 1] * (1.0 + 1e-12) if k + 1 < k_n else np.inf
+            if notional >= floor[k] * (1.0 - 1e-12) and notional <= hi:
+                out[i] = lp
+                break
     return out
 
 
