@@ -330,8 +330,9 @@ def test_example_end_to_end(tmp_path):
     html = (folder / "heatmap.html").read_text()
     assert html.count("Plotly.newPlot") >= 4
     assert html.count("plotly.js v") == 1  # the library is inlined once
-    if s.get("png") is None:
-        assert "kaleido" in s["png_note"]
+    assert s.get("png") == "heatmap.png"
+    png = (folder / "heatmap.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
 
 
 def test_command_bad_input_exits_2_and_leaves_nothing(tmp_path):

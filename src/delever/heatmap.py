@@ -57,7 +57,7 @@ above the grid so that every sum is complete:
   liquidation fills table binned by fill time and fill price (fill notional).
 
 Outputs (:func:`write_heatmap`): ``levels.parquet``, ``heatmap.parquet``, ``heatmap.html`` (plotly.js
-inlined once) and ``heatmap.png`` when ``kaleido`` can be imported.
+inlined once) and ``heatmap.png`` (matplotlib).
 """
 
 from __future__ import annotations
@@ -1125,18 +1125,51 @@ Values are absolute USD notional at each position's liquidation price; feedback 
 
 
 def _write_png(result: HeatmapResult, path: Path) -> str | None:
-    """Write the map (and the heatmap) as PNG with kaleido; returns a note when it cannot."""
-    try:
-        import kaleido  # noqa: F401
-    except ImportError:
-        return "heatmap.png not written: PNG export needs the 'kaleido' package (pip install kaleido; kaleido 1.x also needs Chrome/Chromium)"
-    figs = _figures(result)
-    fig = figs[2] if result.heatmap is not None and len(figs) > 2 else figs[0]
-    try:
-        fig.update_layout(template="plotly_white", width=1400, height=700)
-        fig.write_image(str(path))
-    except Exception as exc:  # kaleido present but unusable (e.g. no browser)
-        return f"heatmap.png not written: kaleido failed ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})"
+    """Write the map (with bands) and the heatmap as one PNG with matplotlib (no browser needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lv, b, hm = result.levels, result.bands, result.heatmap
+    ncols = 2 if hm is not None else 1
+    fig, axes = plt.subplots(1, ncols, figsize=(8 * ncols, 6), squeeze=False)
+    ax = axes[0, 0]
+    for side, color in (("long", "#d62728"), ("short", "#1f77b4")):
+        part = lv.price <= lv.start_price if side == "long" else lv.price >= lv.start_price
+        x = lv.price[part]
+        if b is not None:
+            band = getattr(b, f"{side}_usd")[:, part]
+            ax.fill_between(x, band[0], band[2], color=color, alpha=0.15, label=f"{side}s no feedback 5-95 %")
+        ax.plot(x, getattr(lv, f"{side}_usd")[part], color=color, label=f"{side}s, no feedback")
+        fbm = part & lv.feedback
+        if fbm.any():
+            ax.plot(lv.price[fbm], getattr(lv, f"{side}_feedback_usd")[fbm], color=color, linestyle="--",
+                    marker="o", markersize=3, label=f"{side}s, with cascade feedback")
+    ax.axvline(lv.start_price, color="grey", linewidth=0.8)
+    ax.set_xlabel("price level (USD)")
+    ax.set_ylabel("cumulative notional liquidated (USD)")
+    ax.set_title("Liquidation map")
+    ax.legend(fontsize=8)
+    if hm is not None:
+        ax = axes[0, 1]
+        grid = hm.standing_long_usd + hm.standing_short_usd
+        edges_t = np.append(hm.t0_s, hm.t1_s[-1]) / 60.0
+        lo = np.where(np.isfinite(hm.price_lo), hm.price_lo, np.nan)
+        hi = np.where(np.isfinite(hm.price_hi), hm.price_hi, np.nan)
+        inner = np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+        edges_p = np.append(lo[inner], hi[inner][-1])
+        mesh = ax.pcolormesh(edges_t, edges_p, grid[:, inner].T, cmap="magma", shading="flat")
+        ax.plot((hm.t0_s + hm.t1_s) / 120.0, hm.close, color="#00bcd4", linewidth=1.0, label="close")
+        fig.colorbar(mesh, ax=ax, label="liquidation levels standing (USD)")
+        ax.set_xlabel("minutes from the start of the history")
+        ax.set_ylabel("price (USD)")
+        ax.set_title("Liquidation heatmap (no feedback)")
+        ax.legend(fontsize=8)
+    fig.suptitle(f"delever heatmap: {result.summary['scenario']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
     return None
 
 
@@ -1145,7 +1178,7 @@ def write_heatmap(result: HeatmapResult, out_dir: Path, html: bool = True) -> Pa
 
     Files: ``levels.parquet`` (one row per level: no-feedback and feedback notionals, fills, bands),
     ``heatmap.parquet`` (one row per time x price bucket, when a history was given),
-    ``heatmap.html`` (plotly.js inlined once), ``heatmap.png`` (kaleido only), ``summary.json``.
+    ``heatmap.html`` (plotly.js inlined once), ``heatmap.png`` (matplotlib), ``summary.json``.
 
     Returns:
         ``<out_dir>/<scenario>-heatmap-<config_hash>-<UTC time>``.
