@@ -327,7 +327,7 @@ def test_run_paths_fills_flagged_paths_from_the_general_engine_and_threads_agree
         ref = run_path(prep, PricePath(t_s, prices[p].copy(), "stress", "fallback", None))
         assert full["adl_count"][p] == ref["adl_count"] > 0
         assert full["liquidated_notional_usd"][p] == ref["liquidated_notional_usd"]
-        assert full["insurance_depleted"][p]
+        assert full["insurance_depleted"][p] == ref["insurance_depleted"]
     ok = ~serial["needs_general"]
     np.testing.assert_array_equal(full["bad_debt_usd"][ok], serial["bad_debt_usd"][ok])
 

@@ -35,11 +35,11 @@ from delever.stress import (
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
 # Small and fast (24 paths x 30 steps on a 2000-position book), with fat-tailed paths and a small
-# insurance fund so that some paths deplete it and reach ADL.
+# insurance fund without a position cap, so that some paths deplete it and reach ADL.
 SMALL = [
     "book.synthesize.positions=2000", "stress.horizon_s=600", "stress.dt_s=20", "stress.paths=24",
-    "insurance_fund.initial_usd=2e6",
-    'stress.generator={kind="merton", sigma_annual=1.0, jumps_per_day=100.0, jump_mean=-0.02, jump_std=0.02}',
+    "insurance_fund.initial_usd=2e6", "venue.overrides.backstop.max_net_notional_ratio=0",
+    'stress.generator={kind="merton", sigma_annual=1.0, jumps_per_day=400.0, jump_mean=-0.03, jump_std=0.03}',
 ]
 REQUIRED_KEYS = {
     "paths", "seed", "config_hash", "executor", "lar_95_usd", "lar_99_usd", "bad_debt_var_95_usd",

@@ -132,8 +132,10 @@ def make_engine(prep: Prepared, path: PricePath | None = None) -> CascadeEngine:
 def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, object]:
     """Numeric outcome of one finished engine run (the per-path row of a stress run).
 
-    ``insurance_depleted`` is True when the backstop could not absorb what it was handed: any ADL, any
-    bad debt, or equity at or below zero at the end.
+    ``insurance_depleted`` is True when the backstop could not absorb what it was handed: its loss went
+    beyond its balance (which triggers ADL), any bad debt, or equity at or below zero at the end. ADL
+    because the fund's position hit its size cap (Binance: net notional <= 100 % of the fund) is a
+    capacity limit, not depletion; it counts in ``p_adl``.
     """
     exo = eng.path.price
     start = float(exo[0])
@@ -166,7 +168,7 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
         "adl_notional_usd": t.adl_notional_usd,
         "adl_count": t.adl_count,
         "adl_shortfall_qty": t.adl_shortfall_qty,
-        "insurance_depleted": bool(t.adl_count > 0 or bad_debt > 0 or end_equity <= 0),
+        "insurance_depleted": bool(t.adl_for_loss > 0 or bad_debt > 0 or end_equity <= 0),
         **checks,
     }
 

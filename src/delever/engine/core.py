@@ -157,6 +157,7 @@ class Totals:
     round_cap_hits: int = 0
     rounds_max: int = 0
     adl_shortfall_qty: float = 0.0
+    adl_for_loss: int = 0   # ADL rounds triggered by the backstop's loss beyond its balance (not by its size cap)
     market_net_bought_qty: float = 0.0   # inside parties' net purchases from the outside market
 
 
@@ -395,6 +396,7 @@ class CascadeEngine:
             realized = inv_side * (price - bs.inv_entry)
             denom = loss + f * realized
             need = size if denom <= 0 else min(size, (size * loss - f * cash) / denom * (1.0 + 1e-9))
+            self.totals.adl_for_loss += 1
             done += self._adl(need, price, mark, "backstop_loss", step, rnd, t)
         elif rule.max_net_notional_ratio > 0:
             cap_usd = rule.max_net_notional_ratio * max(bs.equity(mark), 0.0)

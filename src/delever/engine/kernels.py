@@ -99,7 +99,8 @@ S_SHORTFALL = 7  # ADL shortfall (base qty) of triggers that found no counterpar
 S_ACC_LONG = 8   # liquidated long notional of the current step (USD)
 S_ACC_SHORT = 9
 S_EMA = 10       # EMA of the basis (mark method median_basis_ema)
-N_STATE = 11
+S_LOSS_TRIG = 11  # ADL triggers for a loss beyond the backstop's balance (depletion, as Totals.adl_for_loss)
+N_STATE = 12
 # int64 state vector
 K_HL = 0         # long heap size
 K_HS = 1         # short heap size
@@ -738,6 +739,7 @@ def backstop_checks(mark, prev_mark, st, prm, tiers, pool, ist, Ls, Ss):
     cash = max(st[S_CASH], 0.0)
     f = prm[P_ADL_LOSS_FRACTION]
     if -upnl > f * cash:
+        st[S_LOSS_TRIG] += 1.0
         # only what the backstop cannot carry: the least q with (|inv| - q) * loss <= f * (cash + q * realized)
         inv_side = 1.0 if inv > 0 else -1.0
         size = abs(inv)
@@ -1179,7 +1181,7 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
                     out_f[p, c] = np.nan
             for c in range(N_IOUT):
                 out_i[p, c] = 0
-            out_b[p, B_DEPLETED] = True  # ADL happens on this path
+            out_b[p, B_DEPLETED] = st[S_LOSS_TRIG] > 0  # provisional: the general engine's rerun decides
             continue
         final_move = (sim_min if direction < 0 else sim_max) * 100.0
         end_equity = st[S_CASH] + st[S_INV] * (prev_mark - st[S_INVE])  # at the final mark
@@ -1202,4 +1204,4 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
         out_i[p, I_ROUNDS_MAX] = rounds_max
         out_i[p, I_CAP_HITS] = cap_hits
         out_i[p, I_ADL_COUNT] = 0
-        out_b[p, B_DEPLETED] = bad_debt > 0 or end_equity <= 0
+        out_b[p, B_DEPLETED] = bad_debt > 0 or end_equity <= 0 or st[S_LOSS_TRIG] > 0
