@@ -159,7 +159,7 @@ def test_zip_with_two_members_rejected(tmp_path):
         zf.writestr("a.csv", "\n".join(good_rows(2)))
         zf.writestr("b.csv", "\n".join(good_rows(2)))
     with pytest.raises(
-        DeleverInputError, match="two.zip: expected a zip holding one CSV file, found a.csv, b.csv"
+        DeleverInputError, match="two.zip: expected a zip holding one file, found a.csv, b.csv"
     ):
         read_klines(z)
 

@@ -65,9 +65,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -81,6 +79,7 @@ import typer
 from pydantic import ValidationError
 
 from delever.errors import DeleverInputError
+from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.runner import Prepared, make_engine, path_metrics, prepare
 from delever.scenario import HistoricalDriver, Scenario, ShockDriver, resolve_path
 from delever.venues.formulas import liquidation_price_binance
@@ -1184,11 +1183,8 @@ def write_heatmap(result: HeatmapResult, out_dir: Path, html: bool = True) -> Pa
         ``<out_dir>/<scenario>-heatmap-<config_hash>-<UTC time>``.
     """
     prep = result.prepared
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    final = out_dir / f"{prep.scenario.name}-heatmap-{prep.config_hash}-{stamp}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
-    try:
+    folder_name = run_folder_name(f"{prep.scenario.name}-heatmap-{prep.config_hash}")
+    with atomic_run_folder(out_dir, folder_name) as tmp:
         pq.write_table(_levels_table(result), tmp / "levels.parquet")
         if result.heatmap is not None:
             pq.write_table(_heatmap_table(result.heatmap), tmp / "heatmap.parquet")
@@ -1199,12 +1195,7 @@ def write_heatmap(result: HeatmapResult, out_dir: Path, html: bool = True) -> Pa
             if note:
                 result.summary["png_note"] = note
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
-        tmp.chmod(0o755)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return out_dir / folder_name
 
 
 # --------------------------------------------------------------------------- CLI

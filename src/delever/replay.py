@@ -55,9 +55,7 @@ import dataclasses
 import json
 import math
 import os
-import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -73,6 +71,7 @@ from delever.data.klines import Klines, format_utc_ms, parse_utc_ms, read_klines
 from delever.errors import DeleverInputError
 from delever.heatmap import QUANTILES, EnsembleSpread, _run_jobs, perturbed_scenario
 from delever.paths import PricePath, historical_path
+from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.runner import Prepared, make_engine, path_metrics, prepare
 from delever.scenario import HistoricalDriver, Scenario, config_hash, resolve_path
 
@@ -649,21 +648,13 @@ def write_replay(result: ReplayResult, out_dir: Path, html: bool = True) -> Path
         ``<out_dir>/<scenario>-replay-<config_hash>-<UTC time>``.
     """
     prep = result.prepared
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    final = out_dir / f"{prep.scenario.name}-replay-{prep.config_hash}-{stamp}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
-    try:
+    folder_name = run_folder_name(f"{prep.scenario.name}-replay-{prep.config_hash}")
+    with atomic_run_folder(out_dir, folder_name) as tmp:
         pq.write_table(result.minutes, tmp / "minutes.parquet")
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
         if html:
             _write_html(result, tmp / "replay.html")
-        tmp.chmod(0o755)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return out_dir / folder_name
 
 
 # --------------------------------------------------------------------------- CLI

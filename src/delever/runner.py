@@ -7,12 +7,8 @@ service) goes through: ``prepare`` -> ``CascadeEngine.run`` -> ``RunResult``.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +20,7 @@ from delever.engine.core import CascadeEngine
 from delever.errors import DeleverInputError
 from delever.market.depth import DepthCurve, build_depth_curve
 from delever.paths import PricePath, build_price_path
+from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.scenario import Scenario, config_hash, resolve_path
 from delever.venues import VenueRules, load_venue
 from delever.venues.tiers import MarginTiers
@@ -230,11 +227,8 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
         The run folder ``<out_dir>/<scenario>-<config_hash>-<UTC time>``.
     """
     prep = result.prepared
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    final = out_dir / f"{prep.scenario.name}-{prep.config_hash}-{stamp}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=out_dir))
-    try:
+    folder_name = run_folder_name(f"{prep.scenario.name}-{prep.config_hash}")
+    with atomic_run_folder(out_dir, folder_name) as tmp:
         for name in TABLES:
             pq.write_table(result.tables[name], tmp / f"{name}.parquet")
         config = {
@@ -250,9 +244,4 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
             from delever.report import write_html_report
 
             write_html_report(result, tmp / "report.html")
-        tmp.chmod(0o755)  # mkdtemp creates 0700; a run folder is an ordinary, shareable folder
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
+    return out_dir / folder_name

@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from delever.data.files import open_bytes
 from delever.data.tardis import (
     _bad,
     _col_bool,
@@ -47,7 +48,6 @@ from delever.data.tardis import (
     _col_int,
     _col_str,
     _first,
-    _open_bytes,
     _read_csv_strings,
 )
 from delever.errors import DeleverInputError
@@ -661,7 +661,7 @@ def read_aave_v3_reserves(path: Path | str) -> AaveV3Reserves:
     """
     p = Path(path)
     if p.name.lower().endswith((".json", ".json.gz")):
-        raw = _open_bytes(p, "Aave v3 reserve snapshot")
+        raw = open_bytes(p, "Aave v3 reserve snapshot")
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -23,8 +23,6 @@ row (the header line, if any, is not counted).
 
 from __future__ import annotations
 
-import gzip
-import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from delever.data.files import open_bytes
 from delever.errors import DeleverInputError
 
 __all__ = ["KLINE_COLUMNS", "Klines", "format_utc_ms", "parse_utc_ms", "read_klines", "read_klines_many"]
@@ -177,35 +176,6 @@ def format_utc_ms(ms: int) -> str:
 
 
 # --------------------------------------------------------------------------- file reading
-def _read_bytes(path: Path) -> bytes:
-    """Decompressed content of a .csv, .csv.gz or single-CSV .zip file."""
-    name = path.name.lower()
-    try:
-        if name.endswith(".zip"):
-            try:
-                with zipfile.ZipFile(path) as zf:
-                    members = [m for m in zf.infolist() if not m.is_dir()]
-                    if len(members) != 1:
-                        listed = ", ".join(m.filename for m in members) or "nothing"
-                        raise DeleverInputError(
-                            f"{path}: expected a zip holding one CSV file, found {listed}"
-                        )
-                    return zf.read(members[0])
-            except zipfile.BadZipFile:
-                raise DeleverInputError(f"{path}: not a valid zip archive") from None
-        if name.endswith(".gz"):
-            try:
-                with gzip.open(path, "rb") as fh:
-                    return fh.read()
-            except (OSError, EOFError) as exc:
-                raise DeleverInputError(f"{path}: not a valid gzip file ({exc})") from None
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DeleverInputError(f"{path}: kline file not found") from None
-    except IsADirectoryError:
-        raise DeleverInputError(f"{path}: expected a kline file, got a directory") from None
-
-
 def _has_header(first_line: str, path: Path) -> bool:
     """True if the first line is the Binance header; False if it is a data row; error otherwise."""
     fields = [f.strip().lower() for f in first_line.strip().split(",")]
@@ -245,7 +215,7 @@ def _locate_bad_value(raw: bytes, header: bool, path: Path, exc: Exception) -> D
 
 
 def _parse_table(path: Path) -> pa.Table:
-    raw = _read_bytes(path)
+    raw = open_bytes(path, "kline file")
     first_line = raw.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace")
     if not first_line.strip():
         raise DeleverInputError(f"{path}: empty file (expected Binance kline rows)")

@@ -35,9 +35,7 @@ that the other readers of this package (Hyperliquid, Aave) share.
 from __future__ import annotations
 
 import csv
-import gzip
 import re
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -49,6 +47,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from delever.data.files import open_bytes
 from delever.errors import DeleverInputError
 
 __all__ = [
@@ -106,37 +105,6 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _open_bytes(path: Path, what: str) -> bytes:
-    """Decompressed content of a plain, ``.gz`` or single-member ``.zip`` file.
-
-    Raises:
-        DeleverInputError: missing file, a directory, or a corrupt/multi-member archive.
-    """
-    name = path.name.lower()
-    try:
-        if name.endswith(".zip"):
-            try:
-                with zipfile.ZipFile(path) as zf:
-                    members = [m for m in zf.infolist() if not m.is_dir()]
-                    if len(members) != 1:
-                        listed = ", ".join(m.filename for m in members) or "nothing"
-                        raise DeleverInputError(f"{path}: expected a zip holding one file, found {listed}")
-                    return zf.read(members[0])
-            except zipfile.BadZipFile:
-                raise DeleverInputError(f"{path}: not a valid zip archive") from None
-        if name.endswith(".gz"):
-            try:
-                with gzip.open(path, "rb") as fh:
-                    return fh.read()
-            except (OSError, EOFError) as exc:
-                raise DeleverInputError(f"{path}: not a valid gzip file ({exc})") from None
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise DeleverInputError(f"{path}: {what} not found") from None
-    except IsADirectoryError:
-        raise DeleverInputError(f"{path}: expected a {what}, got a directory") from None
-
-
 @dataclass
 class _StrTable:
     """A CSV file read with every column as text (no value converted yet); columns stay Arrow arrays."""
@@ -182,7 +150,7 @@ def _read_csv_strings(
         DeleverInputError: empty file, wrong header, a row with a different column count (blank
             lines included), or undecodable text.
     """
-    data = _open_bytes(path, what) if raw is None else raw
+    data = open_bytes(path, what) if raw is None else raw
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     first = data.split(b"\n", 1)[0].rstrip(b"\r")
@@ -496,7 +464,7 @@ class TardisDerivativeTicker:
 def _load(path: Path | str, expected: Sequence[str], what: str) -> tuple[_StrTable | None, Path, list[str]]:
     """Read a Tardis CSV; an empty (gzip) file means "no data that day" and returns None + a note."""
     p = Path(path)
-    raw = _open_bytes(p, what)
+    raw = open_bytes(p, what)
     if not raw.strip():
         return None, p, [f"{p}: empty file (Tardis publishes an empty file for a day without data); 0 rows"]
     return _read_csv_strings(p, expected, what, raw=raw), p, []
@@ -613,7 +581,7 @@ def read_tardis_book_snapshots(path: Path | str) -> TardisBookSnapshots:
     """
     p = Path(path)
     what = "Tardis book_snapshot CSV"
-    raw = _open_bytes(p, what)
+    raw = open_bytes(p, what)
     if not raw.strip():
         empty2 = np.zeros((0, 0))
         return TardisBookSnapshots(
