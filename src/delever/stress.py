@@ -3,8 +3,10 @@
 ``run_stress`` prepares the scenario once (venue, depth, book: :func:`delever.runner.prepare`) and
 the path generator once (:func:`delever.pathgen.prepare_generator`), splits ``stress.paths`` paths
 into blocks of ``block_size``, and for each block generates its paths from the per-path seeds
-``path_seeds(seed, paths)[block]`` and runs the general engine on each (:func:`delever.runner.run_path`),
-giving one metrics row per path. Each path's randomness depends only on its own seed, and the final
+``path_seeds(seed, paths)[block]`` and runs them: on the fast kernel (:mod:`delever.engine.fast`) when
+it supports the scenario, with the general engine (:func:`delever.runner.run_path`) rerunning the
+paths that need ADL, else on the general engine alone — the same numbers either way — giving one
+metrics row per path. Each path's randomness depends only on its own seed, and the final
 table is ordered by path, so the numbers are the same whatever the executor, the number of workers
 or the block size.
 
@@ -53,7 +55,6 @@ from delever.scenario import Scenario, ShockDriver, StressSection, config_hash
 
 __all__ = [
     "DASK_CONNECT_TIMEOUT_S",
-    "ENGINE",
     "EXECUTORS",
     "FAN_MAX_PATHS",
     "FAN_QUANTILES",
@@ -66,7 +67,6 @@ __all__ = [
     "stress_config_hash",
 ]
 
-ENGINE = "general"  # which engine produced the per-path rows (a fast kernel will say otherwise)
 EXECUTORS = ("inprocess", "processes", "dask")
 FAN_QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
 FAN_MAX_PATHS = 4000  # the fan chart's quantile bands come from the first this-many paths
