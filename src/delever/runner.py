@@ -142,8 +142,12 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
     simulated = np.asarray(eng.step_rows.column("mark_price" if eng.replay else "last_price"))
     final_move = _extreme_move_pct(simulated, start, direction)
     t, bs = eng.totals, eng.backstop
-    end_equity = bs.equity(eng.final_mark)
-    bad_debt = t.bad_debt_usd + max(0.0, -end_equity)
+    end_unrealized = bs.inv_qty * (eng.final_mark - bs.inv_entry)
+    end_equity = bs.cash_usd + end_unrealized
+    unrecovered = t.bad_debt_usd + max(0.0, -end_equity)
+    # Bad debt: losses beyond the bankruptcy prices, i.e. what the liquidated accounts' collateral did not
+    # cover — the backstop's net loss on what it took over, plus what ADL passed to counterparties.
+    bad_debt = max(0.0, -(t.takeover_pnl_usd + end_unrealized)) + t.adl_haircut_usd
     checks = eng.conservation()
     return {
         "exogenous_move_pct": exo_move,
@@ -161,11 +165,12 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
         "insurance_fund_end_cash_usd": bs.cash_usd,
         "backstop_inventory_qty": bs.inv_qty,
         "bad_debt_usd": bad_debt,
+        "bad_debt_unrecovered_usd": unrecovered,
         "bad_debt_realized_usd": t.bad_debt_usd,
         "adl_notional_usd": t.adl_notional_usd,
         "adl_count": t.adl_count,
         "adl_shortfall_qty": t.adl_shortfall_qty,
-        "insurance_depleted": bool(t.adl_for_loss > 0 or bad_debt > 0 or end_equity <= 0),
+        "insurance_depleted": bool(t.adl_for_loss > 0 or unrecovered > 0 or end_equity <= 0),
         **checks,
     }
 

@@ -158,6 +158,8 @@ class Totals:
     rounds_max: int = 0
     adl_shortfall_qty: float = 0.0
     adl_for_loss: int = 0   # ADL rounds triggered by the backstop's loss beyond its balance (not by its size cap)
+    takeover_pnl_usd: float = 0.0  # backstop's result on what it took over: collateral handed + inventory PnL
+    adl_haircut_usd: float = 0.0   # losses passed to ADL counterparties (closing price worse than mark)
     market_net_bought_qty: float = 0.0   # inside parties' net purchases from the outside market
 
 
@@ -285,6 +287,7 @@ class CascadeEngine:
             return
         close = min(abs(bs.inv_qty), qty)
         realized = np.sign(bs.inv_qty) * close * (price - bs.inv_entry)
+        self.totals.takeover_pnl_usd += realized
         self._pay_backstop(realized, kind)
         bs.inv_qty += side * close
         rest = qty - close
@@ -366,9 +369,11 @@ class CascadeEngine:
         self._refresh_lp(cand)
         self._backstop_trade(-inv_side, done, price, "adl_pnl")
         notional = take * price
+        haircut = s * take * (mark - price)
+        self.totals.adl_haircut_usd += float(np.maximum(haircut, 0.0).sum())
         self.adl_rows.add(step=step, round=rnd, t_s=t, account=self.account[cand], side=self.side[cand], qty=take,
                           price=price, notional_usd=notional, rank=np.arange(1, cand.size + 1), score=score,
-                          realized_pnl_usd=realized, haircut_usd=s * take * (mark - price), trigger=trigger)
+                          realized_pnl_usd=realized, haircut_usd=haircut, trigger=trigger)
         self.totals.adl_notional_usd += notional.sum()
         self.totals.adl_count += int(cand.size)
         self._step_acc[3] += notional.sum()
@@ -436,6 +441,7 @@ class CascadeEngine:
                 self.ledger.transfer_signed("backstop_pnl", MARKET, self.account[B], realized)
                 handed = self.coll[B].copy()   # the account's equity at mark, may be negative
                 self.backstop.cash_usd += handed.sum()
+                self.totals.takeover_pnl_usd += handed.sum()
                 self.ledger.transfer_signed("backstop_collateral", self.account[B], self.backstop.party, handed)
                 self.coll[B] = 0.0
                 self.qty[B] = 0.0

@@ -100,7 +100,8 @@ S_ACC_LONG = 8   # liquidated long notional of the current step (USD)
 S_ACC_SHORT = 9
 S_EMA = 10       # EMA of the basis (mark method median_basis_ema)
 S_LOSS_TRIG = 11  # ADL triggers for a loss beyond the backstop's balance (depletion, as Totals.adl_for_loss)
-N_STATE = 12
+S_TKPNL = 12     # backstop's result on what it took over: collateral handed + inventory PnL (Totals.takeover_pnl_usd)
+N_STATE = 13
 # int64 state vector
 K_HL = 0         # long heap size
 K_HS = 1         # short heap size
@@ -143,7 +144,8 @@ F_BAD_DEBT = 11
 F_BAD_DEBT_REALIZED = 12
 F_ADL_NOTIONAL = 13
 F_ADL_SHORTFALL = 14
-N_FOUT = 15
+F_BAD_DEBT_UNRECOVERED = 15
+N_FOUT = 16
 I_LIQ_COUNT = 0
 I_ROUNDS_MAX = 1
 I_CAP_HITS = 2
@@ -707,6 +709,7 @@ def backstop_trade(st, side, qty, price):
         return
     close = min(abs(inv), qty)
     realized = np.sign(inv) * close * (price - st[S_INVE])
+    st[S_TKPNL] += realized
     pay_backstop(st, realized)
     st[S_INV] += side * close
     rest = qty - close
@@ -865,7 +868,9 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
             M[nm] = r
             nm += 1
     if nb:
-        st[S_CASH] += pairwise_sum(sb[0], 0, nb)
+        handed = pairwise_sum(sb[0], 0, nb)
+        st[S_CASH] += handed
+        st[S_TKPNL] += handed
         qb_long = pairwise_sum(sb[1], 0, nbl)
         qb_short = pairwise_sum(sb[3], 0, nbs)
         if nbl:
@@ -1184,8 +1189,9 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
             out_b[p, B_DEPLETED] = st[S_LOSS_TRIG] > 0  # provisional: the general engine's rerun decides
             continue
         final_move = (sim_min if direction < 0 else sim_max) * 100.0
-        end_equity = st[S_CASH] + st[S_INV] * (prev_mark - st[S_INVE])  # at the final mark
-        bad_debt = st[S_BAD] + max(0.0, -end_equity)
+        end_unrealized = st[S_INV] * (prev_mark - st[S_INVE])
+        end_equity = st[S_CASH] + end_unrealized  # at the final mark
+        unrecovered = st[S_BAD] + max(0.0, -end_equity)
         out_f[p, F_FINAL_MOVE] = final_move
         out_f[p, F_END_MOVE] = (last / start - 1.0) * 100.0
         out_f[p, F_AMPLIFICATION] = final_move / exo_move if exo_move != 0 else np.nan
@@ -1196,12 +1202,13 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
         out_f[p, F_FUND_END] = end_equity
         out_f[p, F_FUND_END_CASH] = st[S_CASH]
         out_f[p, F_INVENTORY] = st[S_INV]
-        out_f[p, F_BAD_DEBT] = bad_debt
+        out_f[p, F_BAD_DEBT] = max(0.0, -(st[S_TKPNL] + end_unrealized))  # no ADL haircut on kernel paths
         out_f[p, F_BAD_DEBT_REALIZED] = st[S_BAD]
+        out_f[p, F_BAD_DEBT_UNRECOVERED] = unrecovered
         out_f[p, F_ADL_NOTIONAL] = 0.0
         out_f[p, F_ADL_SHORTFALL] = st[S_SHORTFALL]
         out_i[p, I_LIQ_COUNT] = liq_n
         out_i[p, I_ROUNDS_MAX] = rounds_max
         out_i[p, I_CAP_HITS] = cap_hits
         out_i[p, I_ADL_COUNT] = 0
-        out_b[p, B_DEPLETED] = bad_debt > 0 or end_equity <= 0 or st[S_LOSS_TRIG] > 0
+        out_b[p, B_DEPLETED] = unrecovered > 0 or end_equity <= 0 or st[S_LOSS_TRIG] > 0
