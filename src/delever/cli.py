@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from delever.cli_options import DataDirOpt, JsonOpt, ScenarioOpt, SetOpt
 from delever.errors import DeleverInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -27,11 +28,11 @@ def _fail(exc: Exception) -> None:
 
 @app.command()
 def run(
-    scenario: Annotated[Path | None, typer.Option("--scenario", "-s", help="Scenario TOML; default: the embedded default")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: key.path=value (TOML value)")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of data paths [env DELEVER_DATA_DIR; default ../shared/data]")] = None,
+    scenario: ScenarioOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder")] = Path("runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout")] = False,
+    as_json: JsonOpt = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip the HTML report")] = False,
     no_write: Annotated[bool, typer.Option("--no-write", help="Do not write a run folder")] = False,
 ) -> None:
@@ -59,9 +60,9 @@ def run(
 
 @app.command()
 def stress(
-    scenario: Annotated[Path | None, typer.Option("--scenario", "-s", help="Scenario TOML; default: the embedded default")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: key.path=value (TOML value)")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of data paths [env DELEVER_DATA_DIR; default ../shared/data]")] = None,
+    scenario: ScenarioOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
     paths: Annotated[int | None, typer.Option("--paths", help="Number of price paths (overrides stress.paths)")] = None,
     executor: Annotated[str, typer.Option("--executor", help="inprocess | processes | dask")] = "processes",
     workers: Annotated[int | None, typer.Option("--workers", help="Worker processes; default: CPU count")] = None,
@@ -69,7 +70,7 @@ def stress(
     block_size: Annotated[int | None, typer.Option("--block-size", help="Paths per block (overrides stress.block_size)")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder")] = Path("runs"),
     resume: Annotated[Path | None, typer.Option("--resume", help="Resume an interrupted stress run folder")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout")] = False,
+    as_json: JsonOpt = False,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar")] = False,
     engine: Annotated[str, typer.Option("--engine", help="auto | fast | general (same numbers; fast when supported)")] = "auto",
 ) -> None:

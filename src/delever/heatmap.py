@@ -78,6 +78,18 @@ import pyarrow.parquet as pq
 import typer
 from pydantic import ValidationError
 
+from delever.cli_options import (
+    DataDirOpt,
+    EnsembleOpt,
+    EntrySigmaSigmaOpt,
+    JsonOpt,
+    LeverageConcentrationOpt,
+    LongShortSigmaOpt,
+    NoWriteOpt,
+    OpenInterestSigmaOpt,
+    ScenarioOpt,
+    SetOpt,
+)
 from delever.errors import DeleverInputError
 from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.runner import Prepared, make_engine, path_metrics, prepare
@@ -1200,12 +1212,12 @@ def write_heatmap(result: HeatmapResult, out_dir: Path, html: bool = True) -> Pa
 
 # --------------------------------------------------------------------------- CLI
 def heatmap_command(
-    scenario: Annotated[Path | None, typer.Option("--scenario", "-s", help="Scenario TOML; default: the embedded default")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: key.path=value (TOML value)")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of data paths [env DELEVER_DATA_DIR; default ../shared/data]")] = None,
+    scenario: ScenarioOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder that receives the heatmap folder")] = Path("runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout")] = False,
-    ensemble: Annotated[int, typer.Option("--ensemble", help="Perturbed books for the 5/50/95 % bands (0: none)")] = 20,
+    as_json: JsonOpt = False,
+    ensemble: EnsembleOpt = 20,
     klines: Annotated[Path | None, typer.Option("--klines", help="Kline file for the heatmap's price history (replaces the scenario's price driver)")] = None,
     range_pct: Annotated[float, typer.Option("--range-pct", help="Levels span +- this % around the start price")] = 25.0,
     step_pct: Annotated[float, typer.Option("--step-pct", help="Level spacing of the map, %")] = 0.5,
@@ -1215,14 +1227,14 @@ def heatmap_command(
     hold_s: Annotated[float, typer.Option("--hold-s", help="Seconds the level is held")] = 120.0,
     price_step_pct: Annotated[float, typer.Option("--price-step-pct", help="Heatmap price bucket, % of the start price")] = 0.25,
     time_bucket_s: Annotated[float | None, typer.Option("--time-bucket-s", help="Heatmap time bucket, s (default: the bar)")] = None,
-    open_interest_sigma: Annotated[float, typer.Option("--open-interest-sigma", help="Ensemble: log-std of open interest")] = 0.2,
-    long_short_sigma: Annotated[float, typer.Option("--long-short-sigma", help="Ensemble: log-std of the long/short ratio")] = 0.15,
-    leverage_concentration: Annotated[float, typer.Option("--leverage-concentration", help="Ensemble: Dirichlet concentration of the leverage mix")] = 50.0,
-    entry_sigma_sigma: Annotated[float, typer.Option("--entry-sigma-sigma", help="Ensemble: log-std of entry.sigma")] = 0.3,
+    open_interest_sigma: OpenInterestSigmaOpt = 0.2,
+    long_short_sigma: LongShortSigmaOpt = 0.15,
+    leverage_concentration: LeverageConcentrationOpt = 50.0,
+    entry_sigma_sigma: EntrySigmaSigmaOpt = 0.3,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes for the engine runs [default: CPU count, at most 8]")] = None,
     no_heatmap: Annotated[bool, typer.Option("--no-heatmap", help="Skip the price x time heatmap")] = False,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip heatmap.html and heatmap.png")] = False,
-    no_write: Annotated[bool, typer.Option("--no-write", help="Do not write a folder")] = False,
+    no_write: NoWriteOpt = False,
 ) -> None:
     """Liquidation map (with and without cascade feedback, ensemble bands) and liquidation heatmap."""
     from rich.console import Console

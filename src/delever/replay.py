@@ -67,6 +67,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import typer
 
+from delever.cli_options import (
+    DataDirOpt,
+    EnsembleOpt,
+    EntrySigmaSigmaOpt,
+    JsonOpt,
+    LeverageConcentrationOpt,
+    LongShortSigmaOpt,
+    NoWriteOpt,
+    OpenInterestSigmaOpt,
+    SetOpt,
+)
 from delever.data.klines import Klines, format_utc_ms, parse_utc_ms, read_klines
 from delever.errors import DeleverInputError
 from delever.heatmap import QUANTILES, EnsembleSpread, _run_jobs, perturbed_scenario
@@ -660,19 +671,19 @@ def write_replay(result: ReplayResult, out_dir: Path, html: bool = True) -> Path
 # --------------------------------------------------------------------------- CLI
 def replay_command(
     scenario: Annotated[Path | None, typer.Option("--scenario", "-s", help="Scenario TOML with a historical price driver")] = None,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override a key: key.path=value (TOML value)")] = None,
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of data paths [env DELEVER_DATA_DIR; default ../shared/data]")] = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
     klines: Annotated[Path | None, typer.Option("--klines", help="Price file to replay (Binance klines or trade-built 1m bars); replaces the scenario's price driver")] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder that receives the replay folder")] = Path("runs"),
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object (the summary) on stdout")] = False,
-    ensemble: Annotated[int, typer.Option("--ensemble", help="Perturbed books for the 5/50/95 % bands (0: none)")] = 20,
-    open_interest_sigma: Annotated[float, typer.Option("--open-interest-sigma", help="Ensemble: log-std of open interest")] = 0.2,
-    long_short_sigma: Annotated[float, typer.Option("--long-short-sigma", help="Ensemble: log-std of the long/short ratio")] = 0.15,
-    leverage_concentration: Annotated[float, typer.Option("--leverage-concentration", help="Ensemble: Dirichlet concentration of the leverage mix")] = 50.0,
-    entry_sigma_sigma: Annotated[float, typer.Option("--entry-sigma-sigma", help="Ensemble: log-std of entry.sigma")] = 0.3,
+    as_json: JsonOpt = False,
+    ensemble: EnsembleOpt = 20,
+    open_interest_sigma: OpenInterestSigmaOpt = 0.2,
+    long_short_sigma: LongShortSigmaOpt = 0.15,
+    leverage_concentration: LeverageConcentrationOpt = 50.0,
+    entry_sigma_sigma: EntrySigmaSigmaOpt = 0.3,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes for the ensemble [default: CPU count, at most 8]")] = None,
     no_report: Annotated[bool, typer.Option("--no-report", help="Skip replay.html")] = False,
-    no_write: Annotated[bool, typer.Option("--no-write", help="Do not write a folder")] = False,
+    no_write: NoWriteOpt = False,
 ) -> None:
     """Replay a real price path: estimated liquidations per minute (long, short) with ensemble bands."""
     from rich.console import Console

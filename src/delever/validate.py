@@ -59,6 +59,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
+from delever.cli_options import DataDirOpt
 from delever.data.klines import format_utc_ms, parse_utc_ms
 from delever.errors import DeleverInputError
 from delever.heatmap import QUANTILES, liquidation_prices
@@ -1231,7 +1232,7 @@ def _json_view(report: dict[str, Any]) -> dict[str, Any]:
 
 # =========================================================================== CLI
 def validate_command(
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Root of data paths [env DELEVER_DATA_DIR; default ../shared/data]")] = None,
+    data_dir: DataDirOpt = None,
     out: Annotated[Path, typer.Option("--out", help="Folder that receives validation.md, validation.html, validation.json")] = Path("runs/validation"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the observed and simulated figures and errors of each event as one JSON object")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Small books and no ensemble (smoke run)")] = False,

@@ -4,57 +4,7 @@
 ``validate_aave``: the 2021-05-19 Aave v2 validation against the real LiquidationCall events.
 """
 
-from delever.lending.aave import (
-    AAVE_POOL,
-    AMM_POOL,
-    BLOCK_PRODUCER,
-    LIQUIDATOR,
-    TREASURY,
-    VERSIONS,
-    AmmPools,
-    BookParams,
-    CascadeResult,
-    LendingLedger,
-    LiquidatorParams,
-    LoanBook,
-    ReserveSet,
-    health_factor,
-    health_factor_exact,
-    liquidation_call_exact,
-    plan_liquidation,
-    simulate_cascade,
-    synthesize_loan_book,
-    uniswap_v2_amount_out,
-)
+from delever.lending import aave
+from delever.lending.aave import *  # noqa: F403 - the package re-exports the engine's public names
 
-__all__ = [
-    "AAVE_POOL",
-    "AMM_POOL",
-    "BLOCK_PRODUCER",
-    "LIQUIDATOR",
-    "TREASURY",
-    "VERSIONS",
-    "AmmPools",
-    "BookParams",
-    "CascadeResult",
-    "LendingLedger",
-    "LiquidatorParams",
-    "LoanBook",
-    "ReserveSet",
-    "health_factor",
-    "health_factor_exact",
-    "liquidation_call_exact",
-    "plan_liquidation",
-    "simulate_cascade",
-    "synthesize_loan_book",
-    "uniswap_v2_amount_out",
-    "validate_aave_2021_05_19",
-]
-
-
-def __getattr__(name: str):
-    if name == "validate_aave_2021_05_19":
-        from delever.lending.validate_aave import validate_aave_2021_05_19
-
-        return validate_aave_2021_05_19
-    raise AttributeError(name)
+__all__ = list(aave.__all__)
