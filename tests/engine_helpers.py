@@ -8,7 +8,7 @@ from delever.book import PositionBook
 from delever.engine.core import CascadeEngine
 from delever.market.depth import parametric_curve
 from delever.paths import shock_path
-from delever.scenario import ShockDriver
+from delever.scenario import Mitigations, ShockDriver
 from delever.venues import load_venue
 
 START = 100_000.0
@@ -28,13 +28,14 @@ def make_book(rng: np.random.Generator, n: int, instrument: str = "BTCUSDT", max
 
 def make_engine(book: PositionBook, venue: str = "binance-usdm", move_pct: float = -10.0, depth_usd: float = 5e6,
                 insurance_fund_usd: float = 1e5, duration_s: float = 20.0, hold_s: float = 30.0,
-                overrides: dict | None = None, max_rounds: int = 50, permanent_fraction: float = 0.3) -> CascadeEngine:
+                overrides: dict | None = None, max_rounds: int = 50, permanent_fraction: float = 0.3,
+                mitigations: dict | None = None) -> CascadeEngine:
     rules = load_venue(venue, overrides)
     tiers = rules.tiers_for(book.instrument)
     path = shock_path(ShockDriver(move_pct=move_pct, duration_s=duration_s, hold_s=hold_s), START, 1.0)
     depth = parametric_curve("sqrt", depth_usd, START)
     return CascadeEngine(rules, tiers, book, depth, path, permanent_fraction, 30.0, 50.0, max_rounds,
-                         insurance_fund_usd)
+                         insurance_fund_usd, Mitigations.model_validate(mitigations or {}))
 
 
 def liquidated_qty(engine: CascadeEngine) -> float:

@@ -123,7 +123,8 @@ def make_engine(prep: Prepared, path: PricePath | None = None) -> CascadeEngine:
     sc = prep.scenario
     return CascadeEngine(prep.venue, prep.tiers, prep.book, prep.depth, path if path is not None else prep.path,
                          sc.market.impact.permanent_fraction, sc.market.impact.resilience_half_life_s,
-                         sc.market.impact.max_walk_pct, sc.engine.max_rounds, sc.insurance_fund.initial_usd)
+                         sc.market.impact.max_walk_pct, sc.engine.max_rounds, sc.insurance_fund.initial_usd,
+                         sc.mitigations)
 
 
 def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, object]:
@@ -172,7 +173,20 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
         "adl_shortfall_qty": t.adl_shortfall_qty,
         "insurance_depleted": bool(t.adl_for_loss > 0 or unrecovered > 0 or end_equity <= 0),
         **checks,
+        **_mitigation_metrics(eng),
     }
+
+
+def _mitigation_metrics(eng: CascadeEngine) -> dict[str, object]:
+    """Per-path figures of the mitigations that are on (none for the venue's own rules)."""
+    m, out = eng.mit, {}
+    if m.breaker is not None:
+        out.update(halts=m.breaker.halts, halted_s=m.breaker.halted_s, limit_hit=m.breaker.limit_hit)
+    if m.margin is not None:
+        out["margin_multiplier_max"] = m.margin.max_seen
+    if m.throttle is not None:
+        out["throttle_deferred_orders"] = m.throttle.deferred
+    return out
 
 
 def run_path(prep: Prepared, path: PricePath) -> dict[str, object]:

@@ -35,10 +35,12 @@ import numpy as np
 from delever.book import PositionBook
 from delever.engine.ledger import BAD_DEBT, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, Ledger
 from delever.engine.mark import MarkPrice
+from delever.engine.mitigations import MitigationSet
 from delever.engine.tables import TableBuilder
 from delever.market.depth import DepthCurve
 from delever.market.impact import Impact
 from delever.paths import PricePath
+from delever.scenario import Mitigations
 from delever.venues.formulas import adl_score, liquidation_price_binance
 from delever.venues.rules import VenueRules
 from delever.venues.tiers import MarginTiers
@@ -68,7 +70,7 @@ STEP_SCHEMA = {
     "unwind_qty": np.float64, "insurance_fund_cash_usd": np.float64, "insurance_fund_equity_usd": np.float64,
     "backstop_inventory_qty": np.float64, "bad_debt_usd": np.float64, "transient_impact_bid": np.float64,
     "transient_impact_ask": np.float64, "permanent_impact_factor": np.float64, "open_interest_long_qty": np.float64,
-    "open_interest_short_qty": np.float64,
+    "open_interest_short_qty": np.float64, "halted": np.bool_, "margin_multiplier": np.float64,
 }
 
 
@@ -175,11 +177,16 @@ class CascadeEngine:
         permanent_fraction, resilience_half_life_s, max_walk_pct: impact parameters.
         max_rounds: Round cap per step.
         insurance_fund_usd: Starting balance of the backstop (insurance fund or liquidator vault).
+        mitigations: Scenario ``mitigations`` (mark smoothing, circuit breaker, dynamic margin,
+            liquidation throttle, Dutch auction); None or all off = the venue's own rules.
+
+    Raises:
+        DeleverInputError: a mitigation contradicts the venue (see ``MitigationSet.build``).
     """
 
     def __init__(self, venue: VenueRules, tiers: MarginTiers, book: PositionBook, depth: DepthCurve, path: PricePath,
                  permanent_fraction: float, resilience_half_life_s: float, max_walk_pct: float, max_rounds: int,
-                 insurance_fund_usd: float) -> None:
+                 insurance_fund_usd: float, mitigations: Mitigations | None = None) -> None:
         self.venue, self.tiers, self.path, self.max_rounds = venue, tiers, path, int(max_rounds)
         self.replay = path.mode == "replay"
         b = book.copy()
@@ -210,6 +217,9 @@ class CascadeEngine:
         self.side_lp = {1: np.empty(self.side_idx[1].size), -1: np.empty(self.side_idx[-1].size)}
         self._refresh_lp(np.arange(self.qty.size))
         self.oi_qty = {1: float(self.qty[self.side > 0].sum()), -1: float(self.qty[self.side < 0].sum())}
+        self.mit = MitigationSet.build(mitigations, tiers, float(path.price[0]), self.qty.size)
+        self.halted_steps = 0
+        self._floor_price, self._cap_price = 0.0, np.inf   # limit-down / limit-up band of the step
         self._start_money = self._money()
         self._start_inside_net_qty = self._inside_net_qty()
         self._step_acc = np.zeros(5)  # liquidations, long usd, short usd, adl usd, adl count (current step)
@@ -419,6 +429,20 @@ class CascadeEngine:
         eq = self.coll[cand] + self.sidef[cand] * q * (mark - self.entry[cand])
         mm = self.tiers.maintenance_margin(q * mark)
         liq = eq < mm
+        auction = self.mit.auction
+        if auction is not None:
+            auction.open(cand[liq], t, mark)
+            running = auction.running()
+            running = running[self.qty[running] > 0]
+            extra = np.setdiff1d(running, cand[liq], assume_unique=True)
+            if extra.size:   # auctions keep selling after the account recovers (dss clip.sol semantics)
+                qx = self.qty[extra]
+                cand = np.concatenate((cand, extra))
+                eq = np.concatenate((eq, self.coll[extra] + self.sidef[extra] * qx * (mark - self.entry[extra])))
+                mm = np.concatenate((mm, self.tiers.maintenance_margin(qx * mark)))
+                liq = np.concatenate((liq, np.ones(extra.size, bool)))
+                o = np.argsort(cand, kind="stable")
+                cand, eq, mm, liq = cand[o], eq[o], mm[o], liq[o]
         if not liq.any():
             return False
         L, eqL, mmL = cand[liq], eq[liq], mm[liq]
@@ -453,11 +477,14 @@ class CascadeEngine:
                                  eqL[bs_mask], mmL[bs_mask])
                 takeover_total += qb.sum()
                 n_events += B.size
+                if self.mit.auction is not None:
+                    self.mit.auction.close(B)
                 if self.backstop.cash_usd < 0:
                     self._pay_backstop(0.0, "backstop_pnl")
             L, eqL, mmL = L[~bs_mask], eqL[~bs_mask], mmL[~bs_mask]
 
         if L.size:
+            took_qty = 0.0
             qL = self.qty[L].copy()
             order = qL.copy()
             planned_partial = np.zeros(L.size, bool)
@@ -473,13 +500,16 @@ class CascadeEngine:
                 planned_partial |= big
                 self.cooldown_until[L[big]] = t + rule.partial_cooldown_s
             bp = self.entry[L] - self.sidef[L] * self.coll[L] / qL
+            sells = self.side[L] > 0
+            limit, waiting, ended = self._mitigated_orders(L, qL, order, planned_partial, bp, eqL, mmL, sells, mark, t)
             fq = np.zeros(L.size)
             notional = np.zeros(L.size)
-            sells = self.side[L] > 0
             if sells.any():
-                fq[sells], notional[sells] = self.impact.sell(exo, order[sells], bp[sells])
+                fq[sells], notional[sells] = self.impact.sell(exo, order[sells], limit[sells])
             if (~sells).any():
-                fq[~sells], notional[~sells] = self.impact.buy(exo, order[~sells], bp[~sells])
+                fq[~sells], notional[~sells] = self.impact.buy(exo, order[~sells], limit[~sells])
+            if self.mit.auction is not None:   # keepers pay the auction price; the book's VWAP is theirs
+                notional = fq * limit
             filled = fq > 0
             if filled.any():
                 F = L[filled]
@@ -493,11 +523,13 @@ class CascadeEngine:
                 self.ledger.transfer_signed("clearance_fee", self.account[F], self.backstop.party, fee)
                 self.qty[F] = np.where(fq[filled] >= self.qty[F] - DUST_QTY, 0.0, self.qty[F] - fq[filled])
                 self.totals.market_net_bought_qty -= float((self.sidef[F] * fq[filled]).sum())
-                kind = np.where(planned_partial[filled] & (self.qty[F] > 0), "partial", "market")
+                kind = np.where(planned_partial[filled] & (self.qty[F] > 0), "partial",
+                                "auction" if self.mit.auction is not None else "market")
                 self._record_liq(step, rnd, t, F, kind, fq[filled], notional[filled] / fq[filled], bp[filled], fee,
                                  mark, eqL[filled], mmL[filled])
                 fill_total += fq.sum()
-            n_events += L.size if self.venue.backstop.takeover_price == "bankruptcy" else int(filled.sum())
+            n_events += int((~waiting).sum()) if self.venue.backstop.takeover_price == "bankruptcy" \
+                else int(filled.sum())
 
             # Binance: still deficient after the IOC -> closed at bankruptcy price, insurance fund takes over.
             if self.venue.backstop.takeover_price == "bankruptcy":
@@ -506,7 +538,7 @@ class CascadeEngine:
                 if R.size:
                     qr = self.qty[R]
                     eq2 = self.coll[R] + self.sidef[R] * qr * (mark - self.entry[R])
-                    deficient = eq2 < self.tiers.maintenance_margin(qr * mark)
+                    deficient = (eq2 < self.tiers.maintenance_margin(qr * mark)) & ~waiting[rest] | ended[rest]
                     T, qt = R[deficient], qr[deficient]
                     if T.size:
                         bpt = self.entry[T] - self.sidef[T] * self.coll[T] / qt
@@ -524,7 +556,12 @@ class CascadeEngine:
                         self._record_liq(step, rnd, t, T, "takeover", qt, bpt, bpt, np.zeros(T.size), mark,
                                          eqL[pos], mmL[pos])
                         takeover_total += qt.sum()
+                        took_qty += float(qt.sum())
             self._close_dust(L)
+            if self.mit.throttle is not None:
+                self.mit.throttle.record(t, (float(fq.sum()) + took_qty) * mark)
+            if self.mit.auction is not None:
+                self.mit.auction.close(L[(self.qty[L] <= 0) | ended])
 
         self._track_oi(touched, q_touched)
         self._refresh_lp(touched)
@@ -537,6 +574,38 @@ class CascadeEngine:
                                 liquidated_notional_usd=self._step_acc[1] + self._step_acc[2] - notional_before,
                                 market_fill_qty=fill_total, takeover_qty=takeover_total, adl_qty=adl_qty)
         return progress
+
+    def _mitigated_orders(self, L, qL, order, planned_partial, bp, eqL, mmL, sells, mark, t):
+        """Limit prices of this round's liquidation orders after the mitigations, and which orders wait.
+
+        Returns ``(limit, waiting, ended)``: float64 limit price per order (the bankruptcy price, or the
+        Dutch-auction price, held inside a limit-down band); bool, orders held back this round (throttle,
+        running auction) that must not be taken over; bool, auctions that ended (price through the
+        bankruptcy price or past ``tail_s``), whose rest goes to the backstop. ``order`` is edited in place.
+        """
+        limit = bp.copy()
+        waiting = np.zeros(L.size, bool)
+        ended = np.zeros(L.size, bool)
+        auction = self.mit.auction
+        if auction is not None:
+            order[:] = qL          # the auction sells the whole position
+            planned_partial[:] = False
+            px, past_tail = auction.price(L, self.side[L], t)
+            ended = past_tail | np.where(sells, px < bp, px > bp)
+            limit = np.where(ended, bp, px)
+            order[ended] = 0.0
+            waiting = ~ended
+        limit = np.where(sells, np.maximum(limit, self._floor_price), np.minimum(limit, self._cap_price))
+        if self.mit.throttle is not None:
+            prio = np.lexsort((L, eqL / mmL))   # most under-margined first
+            # valued at mark: what may leave the account this round (the rest may be taken over at bankruptcy)
+            at_stake = (qL if self.venue.backstop.takeover_price == "bankruptcy" else order) * mark
+            keep = np.empty(L.size, bool)
+            keep[prio] = self.mit.throttle.select(t, at_stake[prio])
+            order[~keep] = 0.0
+            waiting |= ~keep
+            ended &= keep
+        return limit, waiting, ended
 
     # ------------------------------------------------------------------ unwinding
     def _unwind(self, exo: float, mark: float, dt_s: float) -> float:
@@ -574,9 +643,13 @@ class CascadeEngine:
             self._step_acc[:] = 0
             rounds = 0
             cap_hit = False
+            halted = self._mitigation_step(t, self.impact.reference(exo), dt)
             while True:
                 index, last = self.impact.reference(exo), self.impact.last(exo)
-                mark = exo if self.replay else self.mark_rule.value(index, last, dt)
+                raw_mark = exo if self.replay else self.mark_rule.value(index, last, dt)
+                mark = self._mitigated_mark(raw_mark, index, last, dt)
+                if halted:   # no trading: no liquidation fills, no ADL, no unwinding
+                    break
                 if rounds >= self.max_rounds:
                     cap_hit = self._has_liquidatable(mark)
                     break
@@ -586,9 +659,13 @@ class CascadeEngine:
             if cap_hit:
                 self.totals.round_cap_hits += 1
             self.mark_rule.commit(index, last, dt)
+            if self.mit.mark is not None:
+                self.mit.mark.commit(raw_mark, index, last, dt)
             self.ledger.at(step, rounds, t)
-            unwound = self._unwind(exo, mark, dt)
-            self._backstop_checks(mark, prev_mark, step, rounds, t)
+            unwound = 0.0
+            if not halted:
+                unwound = self._unwind(exo, mark, dt)
+                self._backstop_checks(mark, prev_mark, step, rounds, t)
             self.totals.rounds_max = max(self.totals.rounds_max, rounds)
             self.totals.liquidations += int(self._step_acc[0])
             self.totals.liquidated_long_usd += self._step_acc[1]
@@ -605,10 +682,33 @@ class CascadeEngine:
                 transient_impact_bid=self.impact.d_bid, transient_impact_ask=self.impact.d_ask,
                 permanent_impact_factor=self.impact.permanent,
                 open_interest_long_qty=self.oi_qty[1] + max(bs.inv_qty, 0.0),
-                open_interest_short_qty=self.oi_qty[-1] + max(-bs.inv_qty, 0.0),
+                open_interest_short_qty=self.oi_qty[-1] + max(-bs.inv_qty, 0.0), halted=halted,
+                margin_multiplier=self.mit.margin.multiplier if self.mit.margin is not None else 1.0,
             )
             prev_mark, prev_t = mark, t
         self.final_mark = prev_mark
+
+    def _mitigation_step(self, t: float, index: float, dt_s: float) -> bool:
+        """Start-of-step mitigation updates: circuit-breaker state and volatility-scaled margin.
+
+        Returns True when trading is halted for this step.
+        """
+        m = self.mit
+        if m.margin is not None and m.margin.update(index, dt_s):
+            self.tiers = m.margin.tiers()
+            self._refresh_lp(np.flatnonzero(self.qty > 0))
+        if m.breaker is None:
+            return False
+        state = m.breaker.update(t, index, dt_s)
+        self._floor_price, self._cap_price = state.floor_price, state.cap_price
+        if state.halted:
+            self.halted_steps += 1
+        return state.halted
+
+    def _mitigated_mark(self, raw_mark: float, index: float, last: float, dt_s: float) -> float:
+        """The venue's mark after smoothing, held inside a limit-down / limit-up band."""
+        mark = raw_mark if self.mit.mark is None else self.mit.mark.value(raw_mark, index, last, dt_s)
+        return min(max(mark, self._floor_price), self._cap_price)
 
     def _has_liquidatable(self, mark: float) -> bool:
         open_idx = self._candidates(mark)

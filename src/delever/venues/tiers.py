@@ -63,6 +63,10 @@ class MarginTiers:
         k = self.tier_index(notional_usd)
         return np.asarray(notional_usd, dtype=np.float64) * self.mmr[k] - self.maint_amount_usd[k]
 
+    def scaled(self, multiplier: float) -> MarginTiers:
+        """The same brackets with MMR and maintenance amounts times ``multiplier`` (so MM scales by it)."""
+        return MarginTiers(self.floor_usd, self.max_leverage, self.mmr * multiplier, self.maint_amount_usd * multiplier)
+
     def max_leverage_for(self, notional_usd: np.ndarray | float) -> np.ndarray:
         """Max leverage allowed at each notional (USD)."""
         return self.max_leverage[self.tier_index(notional_usd)]
