@@ -339,8 +339,10 @@ class DynamicMargin(Strict):
 
 
 class LiquidationThrottle(Strict):
-    """Cap on liquidated notional per rolling window (``mitigations.throttle``; the per-window liquidation
-    limit of Synthetix perps v2). Notional is quantity x the round's mark price; the most under-margined
+    """Cap on liquidated notional per rolling window (``mitigations.throttle``): the liquidation rate limiter
+    of Synthetix perps v3 (synthetix-v3 markets/perps-market ``PerpsMarketConfiguration``: at most
+    ``(makerFee + takerFee) x skewScale x maxLiquidationLimitAccumulationMultiplier`` per
+    ``maxSecondsInLiquidationWindow``, the rest liquidated in later windows; SIP-358). Notional is quantity x the round's mark price; the most under-margined
     positions go first, the others wait for room (a position larger than the cap goes alone into an
     empty window). On venues that take over at the bankruptcy price the whole position counts, since
     what the book does not take is taken over in the same round."""
