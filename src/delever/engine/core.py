@@ -645,11 +645,13 @@ class CascadeEngine:
         self.final_mark = prev_mark
 
     def _has_liquidatable(self, mark: float) -> bool:
-        if self.drift is not None:
-            q = self.qty[self.qty > 0]
+        if self.drift is not None:   # below maintenance, or being liquidated and below maintenance + buffer
             i = np.flatnonzero(self.qty > 0)
+            q = self.qty[i]
             eq = self.coll[i] + self.sidef[i] * q * (mark - self.entry[i])
-            return bool((eq < self.drift.requirement(q, mark)).any())
+            req = self.drift.requirement(q, mark)
+            buf = q * mark * self.venue.drift.liquidation_margin_buffer_ratio
+            return bool(((eq < req) | (self.drift.being[i] & (eq < req + buf))).any())
         open_idx = self._candidates(mark)
         q = self.qty[open_idx]
         eq = self.coll[open_idx] + self.sidef[open_idx] * q * (mark - self.entry[open_idx])
