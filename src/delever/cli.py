@@ -116,8 +116,14 @@ def venues() -> None:
         out.print(f"  liquidation: clearance fee {lq.clearance_fee_rate:.2%}, step down brackets {lq.step_down_tiers}, "
                   f"partial {lq.partial_fraction:.0%} above {lq.partial_threshold_usd:,.0f} USD "
                   f"(cooldown {lq.partial_cooldown_s:g} s), backstop below {lq.backstop_below_mm_fraction:.3g} x MM")
-        out.print(f"  backstop: {v.backstop.holder}, takeover at {v.backstop.takeover_price} price; "
-                  f"ADL ranked by {v.adl.ranking}, filled at the {v.adl.price} price")
+        adl = ("no ADL (bankrupt losses socialized)" if v.drift is not None
+               else f"ADL ranked by {v.adl.ranking}, filled at the {v.adl.price} price")
+        out.print(f"  backstop: {v.backstop.holder}, takeover at {v.backstop.takeover_price} price; {adl}")
+        if v.drift is not None:
+            d = v.drift
+            out.print(f"  drift: liquidator takeover at oracle, buffer {d.liquidation_margin_buffer_ratio:.2%}, ramp "
+                      f"{d.initial_pct_to_liquidate:.0%} + slots/{d.liquidation_duration_slots:g} "
+                      f"({d.slot_time_s:g} s slots); bankruptcy: insurance fund -> fee pool -> socialized loss")
         out.print(f"  instruments: {', '.join(v.tiers)}")
         for src in v.sources:
             out.print(f"  source: {src}")

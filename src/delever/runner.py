@@ -17,6 +17,8 @@ import pyarrow.parquet as pq
 
 from delever.book import PositionBook
 from delever.engine.core import CascadeEngine
+from delever.engine.drift import BANKRUPTCY_SCHEMA
+from delever.engine.tables import TableBuilder
 from delever.errors import DeleverInputError
 from delever.market.depth import DepthCurve, build_depth_curve
 from delever.paths import PricePath, build_price_path
@@ -25,7 +27,7 @@ from delever.scenario import Scenario, config_hash, resolve_path
 from delever.venues import VenueRules, load_venue
 from delever.venues.tiers import MarginTiers
 
-TABLES = ("steps", "rounds", "liquidations", "adl", "ledger")
+TABLES = ("steps", "rounds", "liquidations", "adl", "ledger", "bankruptcies")
 
 
 @dataclass
@@ -149,6 +151,13 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
     # Bad debt: losses beyond the bankruptcy prices, i.e. what the liquidated accounts' collateral did not
     # cover — the backstop's net loss on what it took over, plus what ADL passed to counterparties.
     bad_debt = max(0.0, -(t.takeover_pnl_usd + end_unrealized)) + t.adl_haircut_usd
+    fund_end, fund_cash = end_equity, bs.cash_usd
+    if eng.drift is not None:
+        # Drift: the backstop is the liquidator; the insurance fund is separate and bankrupt balances are the bad
+        # debt (paid by the fund, the fee pool, then socialized over open positions).
+        unrecovered = t.bad_debt_usd
+        bad_debt = t.bankruptcy_loss_usd
+        fund_end = fund_cash = eng.drift.if_cash
     checks = eng.conservation()
     return {
         "exogenous_move_pct": exo_move,
@@ -162,8 +171,8 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
         "rounds_max": t.rounds_max,
         "round_cap_hits": t.round_cap_hits,
         "insurance_fund_start_usd": initial_fund_usd,
-        "insurance_fund_end_usd": end_equity,
-        "insurance_fund_end_cash_usd": bs.cash_usd,
+        "insurance_fund_end_usd": fund_end,
+        "insurance_fund_end_cash_usd": fund_cash,
         "backstop_inventory_qty": bs.inv_qty,
         "bad_debt_usd": bad_debt,
         "bad_debt_unrecovered_usd": unrecovered,
@@ -171,7 +180,9 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
         "adl_notional_usd": t.adl_notional_usd,
         "adl_count": t.adl_count,
         "adl_shortfall_qty": t.adl_shortfall_qty,
-        "insurance_depleted": bool(t.adl_for_loss > 0 or unrecovered > 0 or end_equity <= 0),
+        "socialized_loss_usd": t.socialized_loss_usd,
+        "insurance_depleted": bool(t.adl_for_loss > 0 or unrecovered > 0 or t.socialized_loss_usd > 0
+                                   or fund_end <= 0),
         **checks,
         **_mitigation_metrics(eng),
     }
@@ -208,6 +219,7 @@ def execute(prep: Prepared) -> RunResult:
         "liquidations": eng.liq_rows.to_table(),
         "adl": eng.adl_rows.to_table(),
         "ledger": eng.ledger.to_table(),
+        "bankruptcies": (eng.drift.rows if eng.drift is not None else TableBuilder(BANKRUPTCY_SCHEMA)).to_table(),
     }
     metrics = path_metrics(eng, sc.insurance_fund.initial_usd)
     summary: dict[str, object] = {

@@ -21,6 +21,11 @@ Venue behaviour comes from ``VenueRules`` (presets in ``venues/presets``):
   its balance. Liquidation orders here carry a limit at the bankruptcy price so that a fill never
   leaves the account negative; what the book cannot take waits for the backstop.
 
+* Drift protocol-v2 (venue-mechanics.md §6; any venue with a ``drift`` section): no book orders; a
+  liquidator takes positions over at the oracle with a fee, in amounts capped by a time ramp, and
+  bankrupt balances are paid by the insurance fund, the fee pool, then socialized over open
+  positions instead of ADL (``delever.engine.drift``).
+
 Money moves only through paired updates that are also written to the ``Ledger``; the run reports
 the sum of all balance changes (``ledger_imbalance_usd``) and the worst per-party mismatch between
 state and ledger.
@@ -33,10 +38,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from delever.book import PositionBook
-from delever.engine.ledger import BAD_DEBT, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, Ledger
+from delever.engine.drift import DriftLiquidation
+from delever.engine.ledger import BAD_DEBT, FEE_POOL, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, Ledger
 from delever.engine.mark import MarkPrice
 from delever.engine.mitigations import MitigationSet
 from delever.engine.tables import TableBuilder
+from delever.errors import DeleverInputError
 from delever.market.depth import DepthCurve
 from delever.market.impact import Impact
 from delever.paths import PricePath
@@ -45,6 +52,7 @@ from delever.venues.formulas import adl_score, liquidation_price_binance
 from delever.venues.rules import VenueRules
 from delever.venues.tiers import MarginTiers
 
+_MIT_ATTR = {"dynamic_margin": "margin", "throttle": "throttle", "dutch_auction": "auction"}
 DUST_QTY = 1e-12  # base units below which a position counts as closed (float residue of partial fills)
 
 LIQ_SCHEMA = {
@@ -163,6 +171,14 @@ class Totals:
     takeover_pnl_usd: float = 0.0  # backstop's result on what it took over: collateral handed + inventory PnL
     adl_haircut_usd: float = 0.0   # losses passed to ADL counterparties (closing price worse than mark)
     market_net_bought_qty: float = 0.0   # inside parties' net purchases from the outside market
+    # Drift (venue ``drift`` section): fees and bankruptcy resolution instead of ADL
+    liquidator_fee_usd: float = 0.0
+    if_fee_usd: float = 0.0
+    bankruptcy_loss_usd: float = 0.0       # negative balances of bankrupt accounts (losses beyond collateral)
+    insurance_fund_bankruptcy_usd: float = 0.0
+    fee_pool_bankruptcy_usd: float = 0.0
+    socialized_loss_usd: float = 0.0       # charged to open positions pro rata by size
+    price_band_refusals: int = 0           # rounds refused by PriceBandsBreached
 
 
 class CascadeEngine:
@@ -199,7 +215,14 @@ class CascadeEngine:
         m = venue.mark
         self.mark_rule = MarkPrice(m.method, m.basis_window_s, m.funding_basis)
         party = INSURANCE_FUND if venue.backstop.holder == "insurance_fund" else LIQUIDATOR_VAULT
-        self.backstop = Backstop(party, float(insurance_fund_usd))
+        self.drift: DriftLiquidation | None = None
+        if venue.drift is not None:
+            # Drift: the backstop is the liquidator (its own capital); the insurance fund is a separate party.
+            market = venue.drift.market_for(b.instrument, venue.name)
+            self.drift = DriftLiquidation(venue.drift, market, self.qty.size, insurance_fund_usd)
+            self.backstop = Backstop(LIQUIDATOR_VAULT, float(venue.drift.liquidator_capital_usd))
+        else:
+            self.backstop = Backstop(party, float(insurance_fund_usd))
         self.market_cash = 0.0
         self.bad_debt_cash = 0.0
         self.ledger = Ledger()
@@ -218,6 +241,12 @@ class CascadeEngine:
         self._refresh_lp(np.arange(self.qty.size))
         self.oi_qty = {1: float(self.qty[self.side > 0].sum()), -1: float(self.qty[self.side < 0].sum())}
         self.mit = MitigationSet.build(mitigations, tiers, float(path.price[0]), self.qty.size)
+        if self.drift is not None:
+            # Drift's liquidator takeover has its own margin formula and no order to throttle or auction
+            clash = [k for k in ("dynamic_margin", "throttle", "dutch_auction") if getattr(self.mit, _MIT_ATTR[k])]
+            if clash:
+                raise DeleverInputError(f"mitigations.{clash[0]}: not applicable to venue {venue.name} (Drift's "
+                                        "liquidator takeover); use mark_smoothing or circuit_breaker")
         self.halted_steps = 0
         self._floor_price, self._cap_price = 0.0, np.inf   # limit-down / limit-up band of the step
         self._start_money = self._money()
@@ -226,12 +255,16 @@ class CascadeEngine:
 
     # ------------------------------------------------------------------ accounting helpers
     def _money(self) -> dict[str, float]:
-        return {
+        money = {
             "traders": float(self.coll.sum() + self.free.sum()),
             "backstop": self.backstop.cash_usd,
             "market": self.market_cash,
             "bad_debt": self.bad_debt_cash,
         }
+        if self.drift is not None:
+            money["insurance_fund"] = self.drift.if_cash
+            money["fee_pool"] = self.drift.fee_pool_cash
+        return money
 
     def _inside_net_qty(self) -> float:
         return float((self.sidef * self.qty).sum() + self.backstop.inv_qty)
@@ -249,7 +282,10 @@ class CascadeEngine:
         q = self.qty[idx]
         lp = np.full(idx.size, np.nan)
         live = q > 0
-        if live.any():
+        if self.drift is not None:
+            # The size premium is not of the tier form: every open position is a candidate, the check is exact.
+            lp[live] = np.where(self.side[idx[live]] > 0, np.inf, -np.inf)
+        elif live.any():
             i = idx[live]
             lp[live] = liquidation_price_binance(self.side[i], q[live], self.entry[i], self.coll[i], self.tiers)
         never = np.where(self.side[idx] > 0, -np.inf, np.inf)
@@ -424,6 +460,8 @@ class CascadeEngine:
     def _round(self, step: int, rnd: int, t: float, exo: float, mark: float, prev_mark: float) -> bool:
         """One liquidation round at fixed mark. Returns True if any position or balance changed."""
         self.ledger.at(step, rnd, t)
+        if self.drift is not None:
+            return self.drift.round(self, step, rnd, t, exo, mark)
         cand = self._candidates(mark)
         q = self.qty[cand]
         eq = self.coll[cand] + self.sidef[cand] * q * (mark - self.entry[cand])
@@ -641,6 +679,8 @@ class CascadeEngine:
                 self.impact.decay(dt)
             exo = float(path.price[step])
             self._step_acc[:] = 0
+            if self.drift is not None:
+                self.drift.observe(self.impact.reference(exo), dt)
             rounds = 0
             cap_hit = False
             halted = self._mitigation_step(t, self.impact.reference(exo), dt)
@@ -665,6 +705,7 @@ class CascadeEngine:
             unwound = 0.0
             if not halted:
                 unwound = self._unwind(exo, mark, dt)
+            if not halted and self.drift is None:   # Drift socializes bankrupt losses instead of ADL
                 self._backstop_checks(mark, prev_mark, step, rounds, t)
             self.totals.rounds_max = max(self.totals.rounds_max, rounds)
             self.totals.liquidations += int(self._step_acc[0])
@@ -677,7 +718,8 @@ class CascadeEngine:
                 liquidated_notional_usd=self._step_acc[1] + self._step_acc[2],
                 liquidated_long_usd=self._step_acc[1], liquidated_short_usd=self._step_acc[2],
                 adl_notional_usd=self._step_acc[3], adl_count=int(self._step_acc[4]), unwind_qty=unwound,
-                insurance_fund_cash_usd=bs.cash_usd, insurance_fund_equity_usd=bs.equity(mark),
+                insurance_fund_cash_usd=self.drift.if_cash if self.drift else bs.cash_usd,
+                insurance_fund_equity_usd=self.drift.if_cash if self.drift else bs.equity(mark),
                 backstop_inventory_qty=bs.inv_qty, bad_debt_usd=self.totals.bad_debt_usd,
                 transient_impact_bid=self.impact.d_bid, transient_impact_ask=self.impact.d_ask,
                 permanent_impact_factor=self.impact.permanent,
@@ -711,6 +753,13 @@ class CascadeEngine:
         return min(max(mark, self._floor_price), self._cap_price)
 
     def _has_liquidatable(self, mark: float) -> bool:
+        if self.drift is not None:   # below maintenance, or being liquidated and below maintenance + buffer
+            i = np.flatnonzero(self.qty > 0)
+            q = self.qty[i]
+            eq = self.coll[i] + self.sidef[i] * q * (mark - self.entry[i])
+            req = self.drift.requirement(q, mark)
+            buf = q * mark * self.venue.drift.liquidation_margin_buffer_ratio
+            return bool(((eq < req) | (self.drift.being[i] & (eq < req + buf))).any())
         open_idx = self._candidates(mark)
         q = self.qty[open_idx]
         eq = self.coll[open_idx] + self.sidef[open_idx] * q * (mark - self.entry[open_idx])
@@ -735,6 +784,9 @@ class CascadeEngine:
             "market": flows.get(MARKET, 0.0),
             "bad_debt": flows.get(BAD_DEBT, 0.0),
         }
+        if self.drift is not None:
+            ledger_by_group["insurance_fund"] = flows.get(INSURANCE_FUND, 0.0)
+            ledger_by_group["fee_pool"] = flows.get(FEE_POOL, 0.0)
         recon = max(abs(change[k] - ledger_by_group[k]) for k in change)
         oi_mismatch = (self._inside_net_qty() - self._start_inside_net_qty) - self.totals.market_net_bought_qty
         return {

@@ -118,6 +118,9 @@ def fast_kernel_support(prep, mode: str = "stress") -> tuple[bool, str]:
     active = prep.scenario.mitigations.active()
     if active:
         return False, f"mitigations {', '.join(active)} are not ported to the fast kernel"
+    if venue.drift is not None:
+        return False, ("Drift liquidation (liquidator takeover with time ramp, bankruptcy socialization) is not "
+                       "ported to the fast kernel")
     if venue.mark.method not in MARK_METHODS:
         return False, f"mark method {venue.mark.method!r} is not ported to the fast kernel"
     if venue.adl.ranking not in ADL_RANKINGS:

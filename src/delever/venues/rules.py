@@ -19,7 +19,7 @@ from delever.errors import DeleverInputError
 from delever.scenario import Fraction, NonNegFloat, PositiveFloat, Strict, _format_validation
 from delever.venues.tiers import MarginTiers
 
-PRESETS = ("binance-usdm", "hyperliquid")
+PRESETS = ("binance-usdm", "hyperliquid", "drift")
 QUOTE_SUFFIXES = ("USDT", "USDC", "USD", "-PERP", "_PERP")
 
 
@@ -69,6 +69,57 @@ class AdlRule(Strict):
     pro_rata_cap_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
+class DriftMarket(Strict):
+    """One Drift perp market's risk parameters (``state/perp_market.rs`` ``PerpMarket``), as fractions / USD."""
+
+    margin_ratio_initial: Annotated[float, Field(gt=0, le=1)]
+    margin_ratio_maintenance: Annotated[float, Field(gt=0, le=1)]
+    imf_factor: NonNegFloat = 0.0                 # size premium per sqrt(base unit)
+    liquidator_fee: Annotated[float, Field(ge=0, lt=1)]
+    if_liquidation_fee: Annotated[float, Field(ge=0, lt=1)]
+    quote_max_insurance_usd: NonNegFloat          # insurance_claim.quote_max_insurance (contract-tier cap)
+    fee_pool_usd: NonNegFloat = 0.0               # amm.fee_pool balance at the start
+
+    @model_validator(mode="after")
+    def _ratios(self) -> DriftMarket:
+        if self.margin_ratio_maintenance > self.margin_ratio_initial:
+            raise ValueError("margin_ratio_maintenance must not exceed margin_ratio_initial")
+        if self.liquidator_fee >= self.margin_ratio_maintenance:
+            raise ValueError("liquidator_fee must be below margin_ratio_maintenance (Drift returns u64::MAX otherwise)")
+        return self
+
+
+class DriftLiquidationRule(Strict):
+    """Drift protocol-v2 perp liquidation: a liquidator takes over base at oracle -/+ liquidator fee, the user
+    pays an IF fee; amount cures the shortage incl. buffer, capped by a time ramp; bankrupt users are
+    resolved by insurance fund -> fee pool -> socialized loss (``delever.venues.drift``).
+
+    The engine uses these mechanics whenever this section is present (whatever the preset's name).
+    """
+
+    liquidation_margin_buffer_ratio: Fraction              # State.liquidation_margin_buffer_ratio (fraction of notional)
+    initial_pct_to_liquidate: Fraction                     # State.initial_pct_to_liquidate
+    liquidation_duration_slots: NonNegFloat                # State.liquidation_duration
+    slot_time_s: PositiveFloat = 0.4                       # Solana slot time assumed by the ramp
+    max_oracle_twap_5min_divergence: Annotated[float, Field(gt=0)] = 0.5   # PriceBandsBreached threshold
+    oracle_twap_window_s: PositiveFloat = 300.0
+    liquidator_capital_usd: NonNegFloat                    # liquidators' capital (initial margin on takeovers)
+    markets: dict[str, DriftMarket]
+
+    def market_for(self, instrument: str, venue: str) -> DriftMarket:
+        """Market parameters of ``instrument`` (exact key, else without its quote suffix).
+
+        Raises:
+            DeleverInputError: no Drift market for the instrument.
+        """
+        for c in _instrument_candidates(instrument):
+            if c in self.markets:
+                return self.markets[c]
+        raise DeleverInputError(
+            f"venue {venue}: no drift.markets entry for instrument {instrument!r} (known: {', '.join(sorted(self.markets))})"
+        )
+
+
 class TierTable(Strict):
     """Margin tiers of one instrument (or a group of coins). ``mmr`` defaults to 1/(2 max leverage) (Hyperliquid)."""
 
@@ -101,6 +152,17 @@ class VenueRules(Strict):
     backstop: BackstopRule
     adl: AdlRule
     tiers: dict[str, TierTable]
+    drift: DriftLiquidationRule | None = None
+
+    @model_validator(mode="after")
+    def _drift_tiers(self) -> VenueRules:
+        # The tier table feeds the book synthesizer and the CLI; it must agree with the Drift market it stands for.
+        if self.drift is not None:
+            for key, m in self.drift.markets.items():
+                t = self.tiers.get(key)
+                if t is None or t.mmr is None or abs(t.mmr[0] - m.margin_ratio_maintenance) > 1e-12:
+                    raise ValueError(f"drift.markets.{key}: needs tiers.{key} with mmr[0] = margin_ratio_maintenance")
+        return self
 
     def tiers_for(self, instrument: str) -> MarginTiers:
         """Margin tiers of ``instrument`` (exact key, else the coin with its quote suffix removed, else a coin group).
@@ -120,17 +182,22 @@ class VenueRules(Strict):
         return table
 
     def _tier_cache(self, instrument: str) -> MarginTiers:
-        candidates = [instrument]
-        for suf in QUOTE_SUFFIXES:
-            if instrument.endswith(suf) and len(instrument) > len(suf):
-                candidates.append(instrument[: -len(suf)])
-        for c in candidates:
+        for c in _instrument_candidates(instrument):
             if c in self._tier_lookup:
                 key = self._tier_lookup[c]
                 return self.tiers[key].margin_tiers(f"venue {self.name} tiers.{key}")
         raise DeleverInputError(
             f"venue {self.name}: no margin tiers for instrument {instrument!r} (known: {', '.join(sorted(self._tier_lookup))})"
         )
+
+
+def _instrument_candidates(instrument: str) -> list[str]:
+    """The instrument, then the coin with each known quote suffix removed."""
+    out = [instrument]
+    for suf in QUOTE_SUFFIXES:
+        if instrument.endswith(suf) and len(instrument) > len(suf):
+            out.append(instrument[: -len(suf)])
+    return out
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
