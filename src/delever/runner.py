@@ -170,6 +170,7 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
         "adl_notional_usd": t.adl_notional_usd,
         "adl_count": t.adl_count,
         "adl_shortfall_qty": t.adl_shortfall_qty,
+        "trader_liquidation_loss_usd": t.trader_liquidation_loss_usd,
         "insurance_depleted": bool(t.adl_for_loss > 0 or unrecovered > 0 or end_equity <= 0),
         **checks,
     }
