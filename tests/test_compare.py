@@ -333,6 +333,8 @@ def test_cli_table_output(tmp_path):
     (["compare", "--policies", "baseline,partial", "--resamples", "5"], "--resamples: expected a whole number"),
     (["frontier", "--param", "insurance_fund.initial_usd", "--values", "1e6"], "--values: expected at least 2"),
     (["frontier", "--param", "insurance_fund.nope", "--values", "1,2"], "--param nope=1"),
+    (["frontier", "--param", "venue.overrides.liquidation.partial_fraction", "--values", "0.5,7"],
+     "--param partial_fraction=7 (venue.overrides.liquidation.partial_fraction=7 on preset baseline): venue"),
     (["frontier", "--param", "seed", "--values", "1,2"], "--param seed: key 'seed' changes the random price paths"),
     (["frontier", "--param", "x", "--values", "1,2", "--policy", "nope"], "--policy: unknown policy 'nope'"),
 ])
@@ -365,3 +367,13 @@ def test_trader_liquidation_loss_is_fees_slippage_and_surrendered_equity(venue, 
     got = eng.totals.trader_liquidation_loss_usd
     assert kinds >= ({"market", "takeover"} if venue == "binance-usdm" else {"market", "backstop"})
     assert got == pytest.approx(want, rel=1e-9) and got > 0
+
+
+def test_report_verdict_ignores_round_off_differences():
+    from delever.compare_report import _verdict, format_value
+
+    assert _verdict({"value": 2.4e7, "diff_ci": [7e-9, 1.4e-7]}) == ""
+    assert _verdict({"value": 2.4e7, "diff_ci": [-5e5, -1e3]}) == "lower"
+    assert _verdict({"value": 0.2, "diff_ci": [0.01, 0.2]}) == "higher"
+    assert format_value(-2.5e6, "usd", True) == "-$2.5M" and format_value(0.125, "prob", True) == "+12.50 %"
+    assert format_value(1e-8, "usd", True) == "$0" and format_value(None, "x") == "n/a"

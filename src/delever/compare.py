@@ -266,7 +266,7 @@ def frontier_policies(base: PolicySet, param: str, values: Sequence[Any]) -> lis
         _check_shared(table, f"--param {param}")
         label = _value_label(value)
         out.append(PolicySet(f"{path[-1]}={label}", f"{base.name} with {param} = {label}", table,
-                             f"--param {param}={label} on {base.source}"))
+                             f"{param}={label} on {base.source}"))
     return out
 
 

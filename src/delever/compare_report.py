@@ -62,11 +62,16 @@ def _interval(ci: list[float | None] | None, unit: str, signed: bool = False) ->
 
 
 def _verdict(cell: dict[str, Any]) -> str:
-    """``lower`` / ``higher`` when the difference's whole interval is below / above 0, else ``""``."""
+    """``lower`` / ``higher`` when the difference's whole interval is below / above 0, else ``""``.
+
+    Differences within round-off of the value (1e-9 relative) count as 0: two policies that agree up to
+    the order of a sum are not told apart.
+    """
     lo, hi = cell.get("diff_ci") or (None, None)
     if lo is None or hi is None:
         return ""
-    return "lower" if hi < 0 else "higher" if lo > 0 else ""
+    tol = 1e-9 * max(abs(cell.get("value") or 0.0), 1.0)
+    return "lower" if hi < -tol else "higher" if lo > tol else ""
 
 
 def _cells(summary: dict[str, Any]) -> list[tuple[str, str, list[tuple[str, str, str]]]]:
