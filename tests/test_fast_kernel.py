@@ -87,7 +87,8 @@ def duplicate_rows(book: PositionBook, k: int) -> PositionBook:
 def assert_agrees(prep: Prepared, t_s: np.ndarray, prices: np.ndarray) -> dict[str, int]:
     """Every output of the fast kernel equals ``run_path`` (flagged paths: the flag iff the engine ran ADL)."""
     out = run_paths_fast(build_fast_book(prep), t_s, prices, parallel=False)
-    seen = {"paths": 0, "flagged": 0, "liquidations": 0, "cap_hits": 0, "bad_debt": 0, "shortfall": 0}
+    seen = {"paths": 0, "flagged": 0, "liquidations": 0, "cap_hits": 0, "bad_debt": 0, "shortfall": 0,
+            "trader_loss": 0}
     for p in range(prices.shape[0]):
         ref = run_path(prep, PricePath(t_s, prices[p].copy(), "stress", "test", None))
         flagged = bool(out["needs_general"][p])
@@ -112,6 +113,7 @@ def assert_agrees(prep: Prepared, t_s: np.ndarray, prices: np.ndarray) -> dict[s
         seen["cap_hits"] += int(ref["round_cap_hits"] > 0)
         seen["bad_debt"] += int(ref["bad_debt_usd"] > 0)
         seen["shortfall"] += int(ref["adl_shortfall_qty"] > 0)
+        seen["trader_loss"] += int(ref["trader_liquidation_loss_usd"] > 0)
     return seen
 
 
@@ -263,7 +265,7 @@ def test_agreement_covers_flags_caps_bad_debt_and_shortfalls(venue):
             total[k] = total.get(k, 0) + v
     assert total["flagged"] > 0 and total["flagged"] < total["paths"]
     assert total["liquidations"] > 0 and total["cap_hits"] > 0
-    assert total["bad_debt"] > 0 and total["shortfall"] > 0
+    assert total["bad_debt"] > 0 and total["shortfall"] > 0 and total["trader_loss"] > 0
 
 
 def test_binance_step_down_and_hyperliquid_partials_with_cooldown():

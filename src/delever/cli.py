@@ -1,4 +1,4 @@
-"""Command line: ``delever run``, ``delever stress``, ``delever venues``.
+"""Command line: ``delever run``, ``stress``, ``compare``, ``frontier``, ``venues`` (and heatmap, replay, validate).
 
 Bad input exits with code 2 and one line on stderr naming the file, row or field.
 """
@@ -13,7 +13,21 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from delever.cli_options import DataDirOpt, JsonOpt, ScenarioOpt, SetOpt
+from delever.cli_options import (
+    BlockSizeOpt,
+    DataDirOpt,
+    EngineOpt,
+    ExecutorOpt,
+    JsonOpt,
+    NoProgressOpt,
+    NoWriteOpt,
+    OutOpt,
+    PathsOpt,
+    ScenarioOpt,
+    SchedulerOpt,
+    SetOpt,
+    WorkersOpt,
+)
 from delever.errors import DeleverInputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -58,33 +72,37 @@ def run(
         print_summary(summary, Console())
 
 
+def _run_overrides(set_: list[str] | None, paths: int | None, block_size: int | None) -> list[str]:
+    """``--set`` items plus ``stress.paths`` from ``--paths``; checks ``--paths`` and ``--block-size``."""
+    if paths is not None and paths < 1:
+        raise DeleverInputError(f"--paths: expected a whole number of paths >= 1, got {paths}")
+    if block_size is not None and block_size < 1:
+        raise DeleverInputError(f"--block-size: expected a whole number of paths per block >= 1, got {block_size}")
+    return [*(set_ or []), *([f"stress.paths={paths}"] if paths is not None else [])]
+
+
 @app.command()
 def stress(
     scenario: ScenarioOpt = None,
     set_: SetOpt = None,
     data_dir: DataDirOpt = None,
-    paths: Annotated[int | None, typer.Option("--paths", help="Number of price paths (overrides stress.paths)")] = None,
-    executor: Annotated[str, typer.Option("--executor", help="inprocess | processes | dask")] = "processes",
-    workers: Annotated[int | None, typer.Option("--workers", help="Worker processes; default: CPU count")] = None,
-    scheduler: Annotated[str | None, typer.Option("--scheduler", help="Address of an existing Dask scheduler (--executor dask)")] = None,
-    block_size: Annotated[int | None, typer.Option("--block-size", help="Paths per block (overrides stress.block_size)")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Folder that receives the run folder")] = Path("runs"),
+    paths: PathsOpt = None,
+    executor: ExecutorOpt = "processes",
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    block_size: BlockSizeOpt = None,
+    out: OutOpt = Path("runs"),
     resume: Annotated[Path | None, typer.Option("--resume", help="Resume an interrupted stress run folder")] = None,
     as_json: JsonOpt = False,
-    no_progress: Annotated[bool, typer.Option("--no-progress", help="No progress bar")] = False,
-    engine: Annotated[str, typer.Option("--engine", help="auto | fast | general (same numbers; fast when supported)")] = "auto",
+    no_progress: NoProgressOpt = False,
+    engine: EngineOpt = "auto",
 ) -> None:
     """Monte Carlo stress: many generated price paths on one book; LaR, bad-debt VaR/ES, P(ADL), critical shock."""
     from delever.scenario import load_scenario, resolve_data_dir
     from delever.stress import StressError, run_stress
 
     try:
-        if paths is not None and paths < 1:
-            raise DeleverInputError(f"--paths: expected a whole number of paths >= 1, got {paths}")
-        if block_size is not None and block_size < 1:
-            raise DeleverInputError(f"--block-size: expected a whole number of paths per block >= 1, got {block_size}")
-        overrides = [*(set_ or []), *([f"stress.paths={paths}"] if paths is not None else [])]
-        sc = load_scenario(scenario, overrides)
+        sc = load_scenario(scenario, _run_overrides(set_, paths, block_size))
         result = run_stress(sc, resolve_data_dir(data_dir), executor=executor, workers=workers, scheduler=scheduler,
                             block_size=block_size, out_dir=out, resume=resume, progress=not no_progress,
                             engine=engine)
@@ -100,6 +118,108 @@ def stress(
         from delever.stress_report import print_stress_summary
 
         print_stress_summary(result.summary, Console())
+
+
+PoliciesOpt = Annotated[str, typer.Option(
+    "--policies", help="Comma-separated policy presets (baseline, partial, mark-ema, circuit-breaker, dynamic-margin, "
+                       "pro-rata-adl) or TOML files; a+b combines two")]
+ResamplesOpt = Annotated[int, typer.Option("--resamples", help="Bootstrap replicates of the intervals")]
+BootstrapSeedOpt = Annotated[int | None, typer.Option(
+    "--bootstrap-seed", help="Seed of the bootstrap; default: the scenario's seed")]
+
+
+def _compare_out(result, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.summary, default=str) + "\n")
+    else:
+        from delever.compare_report import print_compare
+
+        print_compare(result.summary, Console())
+
+
+@app.command()
+def compare(
+    policies: PoliciesOpt,
+    scenario: ScenarioOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    paths: PathsOpt = None,
+    executor: ExecutorOpt = "processes",
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    block_size: BlockSizeOpt = None,
+    engine: EngineOpt = "auto",
+    resamples: ResamplesOpt = 2000,
+    bootstrap_seed: BootstrapSeedOpt = None,
+    out: OutOpt = Path("runs"),
+    no_write: NoWriteOpt = False,
+    as_json: JsonOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Compare policy sets on the same random paths: LaR, bad debt VaR/ES, P(depleted), P(ADL), ... with intervals."""
+    from delever.compare import parse_policies, policy_scenarios, run_compare
+    from delever.scenario import resolve_data_dir
+    from delever.stress import StressError
+
+    try:
+        pols = parse_policies(policies)
+        scenarios = policy_scenarios(scenario, pols, _run_overrides(set_, paths, block_size))
+        result = run_compare(scenarios, pols, resolve_data_dir(data_dir), executor=executor, workers=workers,
+                             scheduler=scheduler, block_size=block_size, engine=engine, progress=not no_progress,
+                             out_dir=None if no_write else out, resamples=resamples, bootstrap_seed=bootstrap_seed)
+    except DeleverInputError as exc:
+        _fail(exc)
+        return
+    except StressError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    _compare_out(result, as_json)
+
+
+@app.command()
+def frontier(
+    param: Annotated[str, typer.Option("--param", help="Dotted scenario key to sweep, e.g. "
+                                                        "mitigations.circuit_breaker.band_pct")],
+    values: Annotated[str, typer.Option("--values", help="Comma-separated values (TOML values), at least 2")],
+    policy: Annotated[str, typer.Option("--policy", help="Policy the values are applied on (preset or TOML file)")]
+    = "baseline",
+    scenario: ScenarioOpt = None,
+    set_: SetOpt = None,
+    data_dir: DataDirOpt = None,
+    paths: PathsOpt = None,
+    executor: ExecutorOpt = "processes",
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    block_size: BlockSizeOpt = None,
+    engine: EngineOpt = "auto",
+    resamples: ResamplesOpt = 2000,
+    bootstrap_seed: BootstrapSeedOpt = None,
+    out: OutOpt = Path("runs"),
+    no_write: NoWriteOpt = False,
+    as_json: JsonOpt = False,
+    no_progress: NoProgressOpt = False,
+) -> None:
+    """Sweep one policy parameter on the same random paths: bad debt against liquidation volume per value."""
+    from delever.compare import load_policy, parse_values, run_frontier
+    from delever.scenario import resolve_data_dir
+    from delever.stress import StressError
+
+    try:
+        vals = parse_values(values)
+        if not policy.strip():
+            raise DeleverInputError("--policy: expected a policy preset or TOML file, got nothing")
+        base = load_policy(policy, option="--policy")
+        result = run_frontier(scenario, param, vals, base, resolve_data_dir(data_dir),
+                              _run_overrides(set_, paths, block_size), executor=executor, workers=workers,
+                              scheduler=scheduler, block_size=block_size, engine=engine, progress=not no_progress,
+                              out_dir=None if no_write else out, resamples=resamples, bootstrap_seed=bootstrap_seed)
+    except DeleverInputError as exc:
+        _fail(exc)
+        return
+    except StressError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    _compare_out(result, as_json)
 
 
 @app.command()

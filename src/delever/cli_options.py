@@ -19,3 +19,13 @@ LeverageConcentrationOpt = Annotated[float, typer.Option(
     "--leverage-concentration", help="Ensemble: Dirichlet concentration of the leverage mix")]
 EntrySigmaSigmaOpt = Annotated[float, typer.Option("--entry-sigma-sigma", help="Ensemble: log-std of entry.sigma")]
 NoWriteOpt = Annotated[bool, typer.Option("--no-write", help="Do not write a folder")]
+# Monte Carlo runs (stress, compare, frontier)
+PathsOpt = Annotated[int | None, typer.Option("--paths", help="Number of price paths (overrides stress.paths)")]
+ExecutorOpt = Annotated[str, typer.Option("--executor", help="inprocess | processes | dask")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", help="Worker processes; default: CPU count")]
+SchedulerOpt = Annotated[str | None, typer.Option(
+    "--scheduler", help="Address of an existing Dask scheduler (--executor dask)")]
+BlockSizeOpt = Annotated[int | None, typer.Option("--block-size", help="Paths per block (overrides stress.block_size)")]
+OutOpt = Annotated[Path, typer.Option("--out", help="Folder that receives the run folder")]
+NoProgressOpt = Annotated[bool, typer.Option("--no-progress", help="No progress bar")]
+EngineOpt = Annotated[str, typer.Option("--engine", help="auto | fast | general (same numbers; fast when supported)")]

@@ -37,6 +37,7 @@ __all__ = [
     "WILSON_Z95",
     "distribution_summary",
     "expected_shortfall",
+    "expected_shortfall_along",
     "liquidations_at_risk",
     "probability",
     "quantile",
@@ -101,9 +102,26 @@ def expected_shortfall(losses: Iterable[Any] | np.ndarray, level: float = 0.95, 
     Raises:
         DeleverInputError: no finite loss, or ``level`` not in (0, 1).
     """
-    arr = _clean(losses, name)
-    var = float(np.quantile(arr, _level(level, name)))
-    return float(arr[arr >= var].mean())
+    return float(expected_shortfall_along(_clean(losses, name), _level(level, name)))
+
+
+def expected_shortfall_along(losses: np.ndarray, level: float, axis: int = -1) -> np.ndarray:
+    """ES at ``level`` of each slice along ``axis`` of an array of finite losses (vectorized, no checks).
+
+    The definition of :func:`expected_shortfall` (mean of ``x >= VaR_level``, VaR by linear
+    interpolation) for many samples at once, e.g. bootstrap replicates of shape ``(replicates, paths)``.
+
+    Args:
+        losses: float64 array, finite (no NaN).
+        level: in (0, 1).
+        axis: the axis holding one sample.
+
+    Returns:
+        float64 array of ``losses``' shape without ``axis``.
+    """
+    var = np.quantile(losses, level, axis=axis, keepdims=True)
+    tail = losses >= var
+    return np.where(tail, losses, 0.0).sum(axis=axis) / tail.sum(axis=axis)
 
 
 def liquidations_at_risk(liquidated_usd: Iterable[Any] | np.ndarray,

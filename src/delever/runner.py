@@ -181,6 +181,7 @@ def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, objec
         "adl_count": t.adl_count,
         "adl_shortfall_qty": t.adl_shortfall_qty,
         "socialized_loss_usd": t.socialized_loss_usd,
+        "trader_liquidation_loss_usd": t.trader_liquidation_loss_usd,
         "insurance_depleted": bool(t.adl_for_loss > 0 or unrecovered > 0 or t.socialized_loss_usd > 0
                                    or fund_end <= 0),
         **checks,

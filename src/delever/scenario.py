@@ -439,6 +439,32 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     return [k.strip() for k in key.split(".")], value
 
 
+def set_key(raw: dict[str, Any], path: list[str], value: Any) -> None:
+    """Set ``raw[path[0]]...[path[-1]] = value`` in place, creating (or replacing non-table) intermediate tables.
+
+    The one merge rule of ``--set`` and of policy sets: only the named leaf changes, so a key under
+    ``venue.overrides`` joins the scenario's other overrides instead of replacing them.
+    """
+    node = raw
+    for k in path[:-1]:
+        nxt = node.get(k)
+        if not isinstance(nxt, dict):
+            nxt = node[k] = {}
+        node = nxt
+    node[path[-1]] = value
+
+
+def table_leaves(table: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[list[str], Any]]:
+    """The leaves of a nested table as ``(key path, value)`` pairs (a non-table value, e.g. a list, is a leaf)."""
+    out: list[tuple[list[str], Any]] = []
+    for k, v in table.items():
+        if isinstance(v, dict):  # an empty table sets nothing
+            out.extend(table_leaves(v, (*prefix, k)))
+        else:
+            out.append(([*prefix, k], v))
+    return out
+
+
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with each ``key.path=value`` set (intermediate tables created).
 
@@ -446,15 +472,43 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     """
     out = json.loads(json.dumps(raw))
     for item in overrides:
-        path, value = parse_override(item)
-        node = out
-        for k in path[:-1]:
-            nxt = node.get(k)
-            if not isinstance(nxt, dict):
-                nxt = node[k] = {}
-            node = nxt
-        node[path[-1]] = value
+        set_key(out, *parse_override(item))
     return out
+
+
+def merge_table(raw: dict[str, Any], table: dict[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with every leaf of the nested ``table`` set as ``--set`` would set it."""
+    out = json.loads(json.dumps(raw))
+    for path, value in table_leaves(table):
+        set_key(out, path, value)
+    return out
+
+
+def read_scenario_raw(path: str | Path | None = None) -> tuple[dict[str, Any], Path]:
+    """The scenario TOML as a dict (the embedded default when ``path`` is None) and its path.
+
+    Raises:
+        DeleverInputError: missing file or TOML syntax error (naming the file, line and column).
+    """
+    src = Path(path) if path is not None else DEFAULT_SCENARIO
+    try:
+        return tomllib.loads(src.read_text()), src
+    except FileNotFoundError:
+        raise DeleverInputError(f"{src}: scenario file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise DeleverInputError(f"{src}: not valid TOML: {exc}") from None
+
+
+def validate_scenario(raw: dict[str, Any], where: str) -> Scenario:
+    """Validate a raw scenario dict.
+
+    Raises:
+        DeleverInputError: unknown key or bad value, as ``<where>: field '<dotted.key>': <problem>``.
+    """
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        raise DeleverInputError(_format_validation(exc, where)) from None
 
 
 def load_scenario(path: str | Path | None = None, overrides: list[str] | None = None) -> Scenario:
@@ -464,18 +518,8 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
         DeleverInputError: missing file, TOML syntax error, unknown key or bad value (the message
             names the file and the dotted field).
     """
-    src = Path(path) if path is not None else DEFAULT_SCENARIO
-    try:
-        raw = tomllib.loads(src.read_text())
-    except FileNotFoundError:
-        raise DeleverInputError(f"{src}: scenario file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise DeleverInputError(f"{src}: not valid TOML: {exc}") from None
-    raw = apply_overrides(raw, overrides or [])
-    try:
-        return Scenario.model_validate(raw)
-    except ValidationError as exc:
-        raise DeleverInputError(_format_validation(exc, str(src))) from None
+    raw, src = read_scenario_raw(path)
+    return validate_scenario(apply_overrides(raw, overrides or []), str(src))
 
 
 def config_hash(scenario: Scenario, venue_rules: BaseModel | None = None) -> str:

@@ -179,6 +179,9 @@ class Totals:
     fee_pool_bankruptcy_usd: float = 0.0
     socialized_loss_usd: float = 0.0       # charged to open positions pro rata by size
     price_band_refusals: int = 0           # rounds refused by PriceBandsBreached
+    # What liquidated traders lose to the liquidation process itself: fees, fill slippage versus mark (adverse
+    # side only) and equity at mark surrendered on a takeover by the backstop.
+    trader_liquidation_loss_usd: float = 0.0
 
 
 class CascadeEngine:
@@ -502,6 +505,7 @@ class CascadeEngine:
                 self.market_cash -= realized.sum()
                 self.ledger.transfer_signed("backstop_pnl", MARKET, self.account[B], realized)
                 handed = self.coll[B].copy()   # the account's equity at mark, may be negative
+                self.totals.trader_liquidation_loss_usd += np.maximum(handed, 0.0).sum()
                 self.backstop.cash_usd += handed.sum()
                 self.totals.takeover_pnl_usd += handed.sum()
                 self.ledger.transfer_signed("backstop_collateral", self.account[B], self.backstop.party, handed)
@@ -556,6 +560,8 @@ class CascadeEngine:
                 self.market_cash -= realized.sum()
                 self.ledger.transfer_signed("liquidation_pnl", MARKET, self.account[F], realized)
                 fee = np.minimum(rule.clearance_fee_rate * notional[filled], np.maximum(self.coll[F], 0.0))
+                slip = np.maximum(self.sidef[F] * (fq[filled] * mark - notional[filled]), 0.0)
+                self.totals.trader_liquidation_loss_usd += (fee + slip).sum()
                 self.coll[F] -= fee
                 self.backstop.cash_usd += fee.sum()
                 self.ledger.transfer_signed("clearance_fee", self.account[F], self.backstop.party, fee)
@@ -581,6 +587,7 @@ class CascadeEngine:
                     if T.size:
                         bpt = self.entry[T] - self.sidef[T] * self.coll[T] / qt
                         lost = self.coll[T].copy()
+                        self.totals.trader_liquidation_loss_usd += np.maximum(eq2[deficient], 0.0).sum()
                         self.market_cash += lost.sum()
                         self.ledger.transfer_signed("takeover_loss", self.account[T], MARKET, lost)
                         self.coll[T] = 0.0

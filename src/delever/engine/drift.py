@@ -134,6 +134,7 @@ class DriftLiquidation:
         eng.ledger.transfer_signed("if_liquidation_fee", eng.account[L], INSURANCE_FUND, if_fee)
         eng.totals.liquidator_fee_usd += float(liq_fee.sum())
         eng.totals.if_fee_usd += float(if_fee.sum())
+        eng.totals.trader_liquidation_loss_usd += float((liq_fee + if_fee).sum())   # takeover at the oracle: no slippage
         eng.qty[L] = np.where(take >= q - dm_dust(q), 0.0, q - take)
         for sd in (1, -1):
             mask = eng.side[L] == sd

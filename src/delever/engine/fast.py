@@ -52,7 +52,7 @@ FLOAT_OUTPUTS: tuple[str, ...] = (
     "exogenous_move_pct", "final_move_pct", "end_move_pct", "amplification", "liquidated_notional_usd",
     "liquidated_long_usd", "liquidated_short_usd", "insurance_fund_start_usd", "insurance_fund_end_usd",
     "insurance_fund_end_cash_usd", "backstop_inventory_qty", "bad_debt_usd", "bad_debt_realized_usd",
-    "adl_notional_usd", "adl_shortfall_qty", "bad_debt_unrecovered_usd",
+    "adl_notional_usd", "adl_shortfall_qty", "bad_debt_unrecovered_usd", "trader_liquidation_loss_usd",
 )
 INT_OUTPUTS: tuple[str, ...] = ("liquidation_count", "rounds_max", "round_cap_hits", "adl_count")
 BOOL_OUTPUTS: tuple[str, ...] = ("insurance_depleted", "needs_general")

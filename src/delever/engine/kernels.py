@@ -101,7 +101,8 @@ S_ACC_SHORT = 9
 S_EMA = 10       # EMA of the basis (mark method median_basis_ema)
 S_LOSS_TRIG = 11  # ADL triggers for a loss beyond the backstop's balance (depletion, as Totals.adl_for_loss)
 S_TKPNL = 12     # backstop's result on what it took over: collateral handed + inventory PnL (Totals.takeover_pnl_usd)
-N_STATE = 13
+S_TLOSS = 13     # liquidated traders' loss to the process: fees, slippage vs mark, equity surrendered (Totals)
+N_STATE = 14
 # int64 state vector
 K_HL = 0         # long heap size
 K_HS = 1         # short heap size
@@ -145,7 +146,8 @@ F_BAD_DEBT_REALIZED = 12
 F_ADL_NOTIONAL = 13
 F_ADL_SHORTFALL = 14
 F_BAD_DEBT_UNRECOVERED = 15
-N_FOUT = 16
+F_TRADER_LOSS = 16
+N_FOUT = 17
 I_LIQ_COUNT = 0
 I_ROUNDS_MAX = 1
 I_CAP_HITS = 2
@@ -839,6 +841,7 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
     # as the general engine's ``.sum()`` calls: some decisions hinge on them to the last bit (a backstop
     # with zero cash deleverages on any loss, and its inventory entry is a quotient of such sums).
     sb = np.empty((5, nl))
+    lb = np.empty(nl)  # per-position trader losses of one kind, summed as the general engine sums them
     # ---- Hyperliquid backstop: equity below a fraction of MM -> the vault takes position and collateral at mark
     frac = prm[P_BACKSTOP_BELOW_MM]
     M = np.empty(nl, dtype=np.int64)  # the rest get market liquidation orders
@@ -853,6 +856,7 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
             qb = pool[r, C_QTY]
             pool[r, C_COLL] += s * qb * (mark - pool[r, C_ENTRY])  # realized at mark
             sb[0, nb] = pool[r, C_COLL]  # handed to the vault (the account's equity, may be negative)
+            lb[nb] = max(pool[r, C_COLL], 0.0)
             nb += 1
             pool[r, C_COLL] = 0.0
             pool[r, C_QTY] = 0.0
@@ -871,6 +875,7 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
         handed = pairwise_sum(sb[0], 0, nb)
         st[S_CASH] += handed
         st[S_TKPNL] += handed
+        st[S_TLOSS] += pairwise_sum(lb, 0, nb)
         qb_long = pairwise_sum(sb[1], 0, nbl)
         qb_short = pairwise_sum(sb[3], 0, nbs)
         if nbl:
@@ -941,6 +946,7 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
                 fee = min(rate * notional[i], max(pool[r, C_COLL], 0.0))     # clearance fee, capped
                 pool[r, C_COLL] -= fee
                 sb[0, n_filled] = fee
+                lb[n_filled] = fee + max(s * (fq[i] * mark - notional[i]), 0.0)  # fee + adverse slippage vs mark
                 n_filled += 1
                 qr = pool[r, C_QTY]
                 pool[r, C_QTY] = 0.0 if fq[i] >= qr - DUST_QTY else qr - fq[i]
@@ -953,6 +959,7 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
                     nfs += 1
         if n_filled:
             st[S_CASH] += pairwise_sum(sb[0], 0, n_filled)
+            st[S_TLOSS] += pairwise_sum(lb, 0, n_filled)
             st[S_ACC_LONG] += pairwise_sum(sb[1], 0, nfl)
             st[S_ACC_SHORT] += pairwise_sum(sb[2], 0, nfs)
         bankruptcy_takeover = prm[P_TAKEOVER_BANKRUPTCY] > 0
@@ -969,6 +976,7 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
                     e = pool[r, C_ENTRY]
                     eq2 = pool[r, C_COLL] + s * qr * (mark - e)
                     if eq2 < maintenance_margin(qr * mark, tiers):
+                        lb[ntl + nts] = max(eq2, 0.0)  # equity at mark surrendered to the fund
                         bpt = e - s * pool[r, C_COLL] / qr
                         pool[r, C_COLL] = 0.0
                         pool[r, C_QTY] = 0.0
@@ -980,6 +988,8 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
                             sb[2, nts] = qr
                             sb[3, nts] = qr * bpt
                             nts += 1
+            if ntl + nts:
+                st[S_TLOSS] += pairwise_sum(lb, 0, ntl + nts)
             for h in range(2):
                 n_side = ntl if h == 0 else nts
                 if n_side:
@@ -1207,6 +1217,7 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
         out_f[p, F_BAD_DEBT_UNRECOVERED] = unrecovered
         out_f[p, F_ADL_NOTIONAL] = 0.0
         out_f[p, F_ADL_SHORTFALL] = st[S_SHORTFALL]
+        out_f[p, F_TRADER_LOSS] = st[S_TLOSS]
         out_i[p, I_LIQ_COUNT] = liq_n
         out_i[p, I_ROUNDS_MAX] = rounds_max
         out_i[p, I_CAP_HITS] = cap_hits
