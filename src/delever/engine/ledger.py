@@ -14,8 +14,10 @@ MARKET = -1           # the outside market: counterparties reached through the o
 INSURANCE_FUND = -2
 LIQUIDATOR_VAULT = -3
 BAD_DEBT = -4         # unrecovered losses: pays out what no one else could
+FEE_POOL = -5         # the venue's trading fees (Bybit: taker fee of liquidation orders, maker fee of ADL fills)
 
-PARTY_NAMES = {MARKET: "market", INSURANCE_FUND: "insurance_fund", LIQUIDATOR_VAULT: "liquidator_vault", BAD_DEBT: "bad_debt"}
+PARTY_NAMES = {MARKET: "market", INSURANCE_FUND: "insurance_fund", LIQUIDATOR_VAULT: "liquidator_vault", BAD_DEBT: "bad_debt",
+               FEE_POOL: "fee_pool"}
 
 
 def party_name(party: int) -> str:
