@@ -386,7 +386,6 @@ class CascadeEngine:
                 self.coll[F] -= surplus
                 self.backstop.cash_usd += surplus.sum()
                 self.ledger.transfer_signed("liquidation_surplus", self.account[F], self.backstop.party, surplus)
-                fee = fee + surplus
             self.totals.market_net_bought_qty -= float((self.sidef[F] * fq[filled]).sum())
             kind = np.where(planned_partial[filled] & (self.qty[F] > 0), "partial", "market")
             self._record_liq(step, rnd, t, F, kind, fq[filled], notional[filled] / fq[filled], bp[filled], fee + cfee,
