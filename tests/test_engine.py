@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from engine_helpers import START, liquidated_qty, make_book, make_engine
 
-VENUES = ["binance-usdm", "hyperliquid"]
+VENUES = ["binance-usdm", "hyperliquid", "bitmex", "bybit", "okx"]
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 book_params = st.tuples(st.integers(0, 2**32 - 1), st.integers(2, 80))
@@ -39,7 +39,10 @@ def test_money_is_conserved_and_open_interest_moves_only_with_the_market(venue, 
     assert (eng.qty >= 0).all()
 
 
-@pytest.mark.parametrize("venue", VENUES)
+# OKX's partial liquidation cuts a position back to the top of tier 1 in notional (qty = cap / mark) and then freezes
+# it for a minute: a deeper shock reaches the trigger at a lower mark, keeps more base quantity and can end the path
+# frozen, so the liquidated quantity is not monotone in the shock there by design.
+@pytest.mark.parametrize("venue", [v for v in VENUES if v != "okx"])
 @SETTINGS
 @given(params=book_params, move=st.floats(0.5, 30.0), extra=st.floats(0.5, 20.0), sign=st.sampled_from([-1.0, 1.0]))
 def test_a_bigger_shock_never_liquidates_less(venue, params, move, extra, sign):
@@ -71,7 +74,7 @@ def test_adl_happens_only_when_the_backstop_cannot_cover(venue, params, move, de
         # Something was handed to the backstop (takeover at bankruptcy or vault backstop) that it could not keep.
         assert kinds & {"takeover", "backstop"}
         triggers = set(poor.adl_rows.to_table()["trigger"].to_pylist())
-        assert triggers <= {"backstop_loss", "net_notional_cap"}
+        assert triggers <= {"backstop_loss", "net_notional_cap", "fund_drawdown"}
 
 
 def test_default_like_cascade_amplifies_and_balances():

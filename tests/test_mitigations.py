@@ -48,7 +48,7 @@ mitigation_sets = st.fixed_dictionaries({}, optional={
 })
 
 
-@pytest.mark.parametrize("venue", ["binance-usdm", "hyperliquid"])
+@pytest.mark.parametrize("venue", ["binance-usdm", "hyperliquid", "bitmex", "bybit", "okx"])
 @SETTINGS
 @given(params=st.tuples(st.integers(0, 2**32 - 1), st.integers(2, 60)), move=st.floats(-40.0, 40.0),
        depth=st.floats(2e5, 5e7), fund=st.floats(0.0, 1e7), mit=mitigation_sets)

@@ -319,7 +319,7 @@ def test_bad_drift_rules_are_named():
 
 def test_scenario_preset_validated_against_presets():
     assert VenueSection(preset="drift").preset == "drift"
-    with pytest.raises(ValueError, match=r"unknown venue preset 'nope' \(known: binance-usdm, hyperliquid, drift"):
+    with pytest.raises(ValueError, match=r"unknown venue 'nope' \(known: .*drift"):
         VenueSection(preset="nope")
 
 

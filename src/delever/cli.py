@@ -236,6 +236,16 @@ def venues() -> None:
         out.print(f"  liquidation: clearance fee {lq.clearance_fee_rate:.2%}, step down brackets {lq.step_down_tiers}, "
                   f"partial {lq.partial_fraction:.0%} above {lq.partial_threshold_usd:,.0f} USD "
                   f"(cooldown {lq.partial_cooldown_s:g} s), backstop below {lq.backstop_below_mm_fraction:.3g} x MM")
+        if lq.step_down_tiers:
+            out.print(f"  step-down: {lq.step_down_order} order from tier {lq.step_down_from_tier} to the "
+                      f"{lq.step_down_to.replace('_', ' ')}, freeze {lq.step_down_freeze_s:g} s; "
+                      f"close at bankruptcy price {lq.close_at_bankruptcy}")
+        if lq.liquidation_taker_fee_rate or v.adl.adl_maker_fee_rate:
+            out.print(f"  fees: liquidation taker {lq.liquidation_taker_fee_rate:.3%}, "
+                      f"ADL maker {v.adl.adl_maker_fee_rate:.3%} (fee pool)")
+        if v.backstop.adl_drawdown_fraction:
+            out.print(f"  ADL also when the fund drops {v.backstop.adl_drawdown_fraction:.0%} below its "
+                      f"{v.backstop.adl_drawdown_window_s / 3600:g} h peak")
         adl = ("no ADL (bankrupt losses socialized)" if v.drift is not None
                else f"ADL ranked by {v.adl.ranking}, filled at the {v.adl.price} price")
         out.print(f"  backstop: {v.backstop.holder}, takeover at {v.backstop.takeover_price} price; {adl}")

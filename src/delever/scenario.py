@@ -39,10 +39,10 @@ class VenueSection(Strict):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, v: str) -> str:
-        from delever.venues.rules import PRESETS  # rules imports this module
+        from delever.venues.rules import PRESETS  # imported here: venues.rules imports this module
 
         if v not in PRESETS:
-            raise ValueError(f"unknown venue preset {v!r} (known: {', '.join(PRESETS)})")
+            raise ValueError(f"unknown venue {v!r} (known: {', '.join(PRESETS)})")
         return v
 
 

@@ -20,6 +20,12 @@ Venue behaviour comes from ``VenueRules`` (presets in ``venues/presets``):
   collateral at mark; ADL of the vault's inventory at the previous mark price when its loss exceeds
   its balance. Liquidation orders here carry a limit at the bankruptcy price so that a fill never
   leaves the account negative; what the book cannot take waits for the backstop.
+* BitMEX / Bybit (venue-mechanics.md §2-§3): laddered liquidation, a FillOrKill order down to the
+  lower risk tier, else (and on the lowest tier) the position is closed at its bankruptcy price: a
+  limit order there whose surplus goes to the insurance fund, the rest taken over. Bybit charges the
+  taker fee to the liquidated order and the maker fee to the ADL'd trader (fee pool party).
+* OKX (§3): historic partial liquidation down to tier 1 with a one-minute freeze; ADL at the mark
+  price (bankruptcy price when the fund is nearly depleted), also when the fund drops fast.
 
 * Drift protocol-v2 (venue-mechanics.md §6; any venue with a ``drift`` section): no book orders; a
   liquidator takes positions over at the oracle with a fee, in amounts capped by a time ramp, and
@@ -33,6 +39,7 @@ state and ledger.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,7 +55,7 @@ from delever.market.depth import DepthCurve
 from delever.market.impact import Impact
 from delever.paths import PricePath
 from delever.scenario import Mitigations
-from delever.venues.formulas import adl_score, liquidation_price_binance
+from delever.venues.formulas import adl_score, bankruptcy_price_with_close_fee, liquidation_price_binance
 from delever.venues.rules import VenueRules
 from delever.venues.tiers import MarginTiers
 
@@ -216,7 +223,8 @@ class CascadeEngine:
         self.cooldown_until = np.full(self.qty.size, -np.inf)
         self.impact = Impact(depth, permanent_fraction, resilience_half_life_s, max_walk_pct, move_price=not self.replay)
         m = venue.mark
-        self.mark_rule = MarkPrice(m.method, m.basis_window_s, m.funding_basis)
+        self.mark_rule = MarkPrice(m.method, m.basis_window_s, m.funding_basis, m.funding_rate, m.funding_interval_s,
+                                   m.time_to_funding_s)
         party = INSURANCE_FUND if venue.backstop.holder == "insurance_fund" else LIQUIDATOR_VAULT
         self.drift: DriftLiquidation | None = None
         if venue.drift is not None:
@@ -226,8 +234,12 @@ class CascadeEngine:
             self.backstop = Backstop(LIQUIDATOR_VAULT, float(venue.drift.liquidator_capital_usd))
         else:
             self.backstop = Backstop(party, float(insurance_fund_usd))
+        self.fund_start_usd = float(insurance_fund_usd)
+        self._fund_peaks: deque[tuple[float, float]] = deque()  # (t, equity), decreasing equity: window maximum
+        self.frozen_until = np.full(self.qty.size, -np.inf)      # OKX step-down freeze
         self.market_cash = 0.0
         self.bad_debt_cash = 0.0
+        self.fee_pool_cash = 0.0
         self.ledger = Ledger()
         self.totals = Totals()
         self.liq_rows = TableBuilder(LIQ_SCHEMA)
@@ -263,10 +275,11 @@ class CascadeEngine:
             "backstop": self.backstop.cash_usd,
             "market": self.market_cash,
             "bad_debt": self.bad_debt_cash,
+            "fee_pool": self.fee_pool_cash,
         }
         if self.drift is not None:
             money["insurance_fund"] = self.drift.if_cash
-            money["fee_pool"] = self.drift.fee_pool_cash
+            money["fee_pool"] += self.drift.fee_pool_cash   # Drift's AMM fee pool is the same ledger party
         return money
 
     def _inside_net_qty(self) -> float:
@@ -367,6 +380,105 @@ class CascadeEngine:
         self._step_acc[1] += notional[longs].sum()
         self._step_acc[2] += notional[~longs].sum()
 
+    # ------------------------------------------------------------------ liquidation orders
+    def _bankruptcy(self, idx: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """Bankruptcy price (USD) of positions ``idx`` at size ``q``, with the taker fee to close if the venue charges one."""
+        r = self.venue.liquidation.liquidation_taker_fee_rate
+        if r > 0:
+            return bankruptcy_price_with_close_fee(self.sidef[idx], q, self.entry[idx], self.coll[idx], r)
+        return self.entry[idx] - self.sidef[idx] * self.coll[idx] / q
+
+    def _liquidation_fills(self, step, rnd, t, exo, mark, L, order, planned_partial, fok, eqL, mmL,
+                           limit=None) -> np.ndarray:
+        """Send liquidation orders ``order`` (base qty) of positions ``L`` into the book, limit at the bankruptcy price.
+
+        ``fok`` (bool mask or None) marks fill-or-kill orders; ``limit`` (float64 ``(len(L),)``, default the
+        bankruptcy price) is the orders' limit price — with a Dutch auction, the auction price, which is
+        also what the position receives (keepers keep the book's VWAP beyond it). Fills realize PnL against the market; the
+        taker fee (fee pool) and the clearance fee (backstop) come out of the fill. With
+        ``close_at_bankruptcy`` a full-close order is the trader's close at the bankruptcy price: the
+        margin freed beyond the share backing the rest goes to the backstop.
+
+        Returns:
+            float64 ``(len(L),)`` filled quantity.
+        """
+        rule = self.venue.liquidation
+        qL = self.qty[L].copy()
+        coll_before = self.coll[L].copy()
+        bp = self._bankruptcy(L, qL)
+        auction = limit is not None and self.mit.auction is not None
+        lim = bp if limit is None else limit
+        fq = np.zeros(L.size)
+        notional = np.zeros(L.size)
+        sells = self.side[L] > 0
+        for m, fill in ((sells, self.impact.sell), (~sells, self.impact.buy)):
+            if m.any():
+                fq[m], notional[m] = fill(exo, order[m], lim[m], None if fok is None else fok[m])
+        if auction:
+            notional = fq * lim
+        filled = fq > 0
+        if filled.any():
+            F = L[filled]
+            realized = self.sidef[F] * (notional[filled] - fq[filled] * self.entry[F])
+            self.coll[F] += realized
+            self.market_cash -= realized.sum()
+            self.ledger.transfer_signed("liquidation_pnl", MARKET, self.account[F], realized)
+            fee = np.zeros(F.size)
+            if rule.liquidation_taker_fee_rate > 0:
+                fee = np.minimum(rule.liquidation_taker_fee_rate * notional[filled], np.maximum(self.coll[F], 0.0))
+                self.coll[F] -= fee
+                self.fee_pool_cash += fee.sum()
+                self.ledger.transfer_signed("liquidation_taker_fee", self.account[F], FEE_POOL, fee)
+            cfee = np.minimum(rule.clearance_fee_rate * notional[filled], np.maximum(self.coll[F], 0.0))
+            self.coll[F] -= cfee
+            self.backstop.cash_usd += cfee.sum()
+            self.ledger.transfer_signed("clearance_fee", self.account[F], self.backstop.party, cfee)
+            self.qty[F] = np.where(fq[filled] >= self.qty[F] - DUST_QTY, 0.0, self.qty[F] - fq[filled])
+            if rule.close_at_bankruptcy:
+                # Margin is linear in size at a fixed bankruptcy price: the rest keeps coll x (rest / size).
+                closing = ~planned_partial[filled]
+                surplus = np.where(closing, np.maximum(self.coll[F] - coll_before[filled] * self.qty[F] / qL[filled],
+                                                       0.0), 0.0)
+                self.coll[F] -= surplus
+                self.backstop.cash_usd += surplus.sum()
+                self.ledger.transfer_signed("liquidation_surplus", self.account[F], self.backstop.party, surplus)
+            self.totals.market_net_bought_qty -= float((self.sidef[F] * fq[filled]).sum())
+            slip = np.maximum(self.sidef[F] * (fq[filled] * mark - notional[filled]), 0.0)   # adverse vs mark only
+            self.totals.trader_liquidation_loss_usd += float((fee + cfee + slip).sum())
+            if rule.close_at_bankruptcy:
+                self.totals.trader_liquidation_loss_usd += float(surplus.sum())
+            kind = np.where(planned_partial[filled] & (self.qty[F] > 0), "partial", "auction" if auction else "market")
+            self._record_liq(step, rnd, t, F, kind, fq[filled], notional[filled] / fq[filled], bp[filled], fee + cfee,
+                             mark, eqL[filled], mmL[filled])
+        return fq
+
+    def _takeover(self, step, rnd, t, mark, T, eqT, mmT) -> float:
+        """Close positions ``T`` at their bankruptcy price; the backstop takes them over. Returns the quantity."""
+        qt = self.qty[T].copy()
+        bpt = self._bankruptcy(T, qt)
+        # what the trader surrenders: the equity at mark (fees included), not the price move
+        self.totals.trader_liquidation_loss_usd += float(
+            np.maximum(self.coll[T] + self.sidef[T] * qt * (mark - self.entry[T]), 0.0).sum())
+        fee = np.zeros(T.size)
+        r = self.venue.liquidation.liquidation_taker_fee_rate
+        if r > 0:
+            fee = np.minimum(r * qt * np.abs(bpt), np.maximum(self.coll[T], 0.0))
+            self.coll[T] -= fee
+            self.fee_pool_cash += fee.sum()
+            self.ledger.transfer_signed("liquidation_taker_fee", self.account[T], FEE_POOL, fee)
+        lost = self.coll[T].copy()
+        self.market_cash += lost.sum()
+        self.ledger.transfer_signed("takeover_loss", self.account[T], MARKET, lost)
+        self.coll[T] = 0.0
+        self.qty[T] = 0.0
+        for sd in (1, -1):
+            m = self.side[T] == sd
+            if m.any():
+                tq = float(qt[m].sum())
+                self._backstop_trade(sd, tq, float((qt[m] * bpt[m]).sum() / tq), "takeover_pnl")
+        self._record_liq(step, rnd, t, T, "takeover", qt, bpt, bpt, fee, mark, eqT, mmT)
+        return float(qt.sum())
+
     # ------------------------------------------------------------------ ADL
     def _adl(self, qty: float, price: float, mark: float, trigger: str, step: int, rnd: int, t: float) -> float:
         """Close ``qty`` of the backstop inventory against top-ranked opposite positions at ``price``.
@@ -413,6 +525,11 @@ class CascadeEngine:
         self.qty[cand] -= take
         self.market_cash -= realized.sum()
         self.ledger.transfer_signed("adl_pnl", MARKET, self.account[cand], realized)
+        if rule.adl_maker_fee_rate > 0:  # Bybit: the deleveraged trader pays the maker fee on the ADL fill
+            afee = np.minimum(rule.adl_maker_fee_rate * take * abs(price), np.maximum(self.coll[cand], 0.0))
+            self.coll[cand] -= afee
+            self.fee_pool_cash += afee.sum()
+            self.ledger.transfer_signed("adl_maker_fee", self.account[cand], FEE_POOL, afee)
         self._close_dust(cand)
         self._track_oi(cand, q_before)
         self._refresh_lp(cand)
@@ -434,10 +551,14 @@ class CascadeEngine:
     def _backstop_checks(self, mark: float, prev_mark: float, step: int, rnd: int, t: float) -> float:
         """ADL when the backstop cannot accept its inventory: net-notional cap or loss beyond its balance."""
         bs, rule = self.backstop, self.venue.backstop
+        dropped = rule.adl_drawdown_fraction > 0 and self._fund_dropped(t, bs.equity(mark))
         if bs.inv_qty == 0:
             return 0.0
-        price = bs.inv_entry if self.venue.adl.price == "bankruptcy" else prev_mark
+        price = self._adl_price(mark, prev_mark)
         done = 0.0
+        if dropped:
+            # OKX: during a rapid drop of the fund, liquidated positions go straight to ADL.
+            return self._adl(abs(bs.inv_qty), price, mark, "fund_drawdown", step, rnd, t)
         upnl = bs.inv_qty * (mark - bs.inv_entry)
         cash, f = max(bs.cash_usd, 0.0), rule.adl_loss_fraction
         if -upnl > f * cash:
@@ -458,6 +579,34 @@ class CascadeEngine:
             if excess > DUST_QTY:
                 done += self._adl(excess, price, mark, "net_notional_cap", step, rnd, t)
         return done
+
+    def _adl_price(self, mark: float, prev_mark: float) -> float:
+        """ADL fill price: the backstop's entry (bankruptcy price of the liquidated orders), previous mark or mark."""
+        adl, bs = self.venue.adl, self.backstop
+        if adl.price == "bankruptcy":
+            return bs.inv_entry
+        if adl.price == "previous_mark":
+            return prev_mark
+        # OKX: mark price, bankruptcy price once the fund is nearly depleted.
+        if bs.equity(mark) < adl.bankruptcy_below_fund_fraction * self.fund_start_usd:
+            return bs.inv_entry
+        return mark
+
+    def _fund_dropped(self, t: float, equity: float) -> bool:
+        """True if the backstop's equity is ``adl_drawdown_fraction`` or more below its peak within the window.
+
+        The peak is a sliding-window maximum (deque of decreasing values), so each call is O(1) amortized.
+        """
+        rule = self.venue.backstop
+        value = max(equity, 0.0)
+        peaks = self._fund_peaks
+        while peaks and peaks[-1][1] <= value:
+            peaks.pop()
+        peaks.append((t, value))
+        while peaks[0][0] < t - rule.adl_drawdown_window_s:
+            peaks.popleft()
+        peak = peaks[0][1]
+        return peak > 0 and (peak - value) >= rule.adl_drawdown_fraction * peak
 
     # ------------------------------------------------------------------ one round
     def _round(self, step: int, rnd: int, t: float, exo: float, mark: float, prev_mark: float) -> bool:
@@ -525,86 +674,66 @@ class CascadeEngine:
                     self._pay_backstop(0.0, "backstop_pnl")
             L, eqL, mmL = L[~bs_mask], eqL[~bs_mask], mmL[~bs_mask]
 
+        if L.size and rule.step_down_freeze_s > 0:
+            # OKX: a position that got a step-down order waits out the freeze before it is looked at again.
+            awake = self.frozen_until[L] <= t
+            L, eqL, mmL = L[awake], eqL[awake], mmL[awake]
+
         if L.size:
             took_qty = 0.0
             qL = self.qty[L].copy()
             order = qL.copy()
             planned_partial = np.zeros(L.size, bool)
+            step_down = np.zeros(L.size, bool)
             if rule.step_down_tiers:
                 k = self.tiers.tier_index(qL * mark)
-                down = k > 0
-                target = self.tiers.floor_usd[k[down]] / mark
-                order[down] = qL[down] - target
-                planned_partial[down] = True
+                step_down = k >= rule.step_down_from_tier - 1
+                top = k[step_down] if rule.step_down_to == "lower_tier" else 1  # floor of tier k = top of tier k-1
+                order[step_down] = qL[step_down] - self.tiers.floor_usd[top] / mark
+                planned_partial |= step_down
+                self.frozen_until[L[step_down]] = t + rule.step_down_freeze_s
             if rule.partial_threshold_usd > 0 and rule.partial_fraction < 1:
                 big = (qL * mark > rule.partial_threshold_usd) & (self.cooldown_until[L] <= t)
                 order[big] = qL[big] * rule.partial_fraction
                 planned_partial |= big
                 self.cooldown_until[L[big]] = t + rule.partial_cooldown_s
-            bp = self.entry[L] - self.sidef[L] * self.coll[L] / qL
+            bp = self._bankruptcy(L, qL)
             sells = self.side[L] > 0
             limit, waiting, ended = self._mitigated_orders(L, qL, order, planned_partial, bp, eqL, mmL, sells, mark, t)
-            fq = np.zeros(L.size)
-            notional = np.zeros(L.size)
-            if sells.any():
-                fq[sells], notional[sells] = self.impact.sell(exo, order[sells], limit[sells])
-            if (~sells).any():
-                fq[~sells], notional[~sells] = self.impact.buy(exo, order[~sells], limit[~sells])
-            if self.mit.auction is not None:   # keepers pay the auction price; the book's VWAP is theirs
-                notional = fq * limit
-            filled = fq > 0
-            if filled.any():
-                F = L[filled]
-                realized = self.sidef[F] * (notional[filled] - fq[filled] * self.entry[F])
-                self.coll[F] += realized
-                self.market_cash -= realized.sum()
-                self.ledger.transfer_signed("liquidation_pnl", MARKET, self.account[F], realized)
-                fee = np.minimum(rule.clearance_fee_rate * notional[filled], np.maximum(self.coll[F], 0.0))
-                slip = np.maximum(self.sidef[F] * (fq[filled] * mark - notional[filled]), 0.0)
-                self.totals.trader_liquidation_loss_usd += (fee + slip).sum()
-                self.coll[F] -= fee
-                self.backstop.cash_usd += fee.sum()
-                self.ledger.transfer_signed("clearance_fee", self.account[F], self.backstop.party, fee)
-                self.qty[F] = np.where(fq[filled] >= self.qty[F] - DUST_QTY, 0.0, self.qty[F] - fq[filled])
-                self.totals.market_net_bought_qty -= float((self.sidef[F] * fq[filled]).sum())
-                kind = np.where(planned_partial[filled] & (self.qty[F] > 0), "partial",
-                                "auction" if self.mit.auction is not None else "market")
-                self._record_liq(step, rnd, t, F, kind, fq[filled], notional[filled] / fq[filled], bp[filled], fee,
-                                 mark, eqL[filled], mmL[filled])
-                fill_total += fq.sum()
+            fok = step_down if rule.step_down_order == "fill_or_kill" else None
+            fq = self._liquidation_fills(step, rnd, t, exo, mark, L, order, planned_partial, fok, eqL, mmL, limit)
+            fill_total += fq.sum()
             n_events += int((~waiting).sum()) if self.venue.backstop.takeover_price == "bankruptcy" \
-                else int(filled.sum())
+                else int((fq > 0).sum())
 
             # Binance: still deficient after the IOC -> closed at bankruptcy price, insurance fund takes over.
+            # BitMEX / Bybit (close_at_bankruptcy): a full-close order's rest is taken over whatever the margin;
+            # a deficient position after its step-down first gets the full limit order at the bankruptcy price.
             if self.venue.backstop.takeover_price == "bankruptcy":
-                rest = self.qty[L] > 0
+                rest = (self.qty[L] > 0) & ~(step_down & (rule.step_down_freeze_s > 0))
                 R = L[rest]
                 if R.size:
                     qr = self.qty[R]
                     eq2 = self.coll[R] + self.sidef[R] * qr * (mark - self.entry[R])
                     deficient = (eq2 < self.tiers.maintenance_margin(qr * mark)) & ~waiting[rest] | ended[rest]
-                    T, qt = R[deficient], qr[deficient]
+                    if rule.close_at_bankruptcy:
+                        full = ~planned_partial[rest] & ~waiting[rest]
+                        second = deficient & ~full
+                        if second.any():
+                            S = R[second]
+                            pos = np.searchsorted(L, S)
+                            fill_total += self._liquidation_fills(step, rnd, t, exo, mark, S, self.qty[S].copy(),
+                                                                  np.zeros(S.size, bool), None, eqL[pos], mmL[pos]).sum()
+                        deficient |= full
+                    T = R[deficient & (self.qty[R] > 0)]
                     if T.size:
-                        bpt = self.entry[T] - self.sidef[T] * self.coll[T] / qt
-                        lost = self.coll[T].copy()
-                        self.totals.trader_liquidation_loss_usd += np.maximum(eq2[deficient], 0.0).sum()
-                        self.market_cash += lost.sum()
-                        self.ledger.transfer_signed("takeover_loss", self.account[T], MARKET, lost)
-                        self.coll[T] = 0.0
-                        self.qty[T] = 0.0
-                        for sd in (1, -1):
-                            m = self.side[T] == sd
-                            if m.any():
-                                tq = float(qt[m].sum())
-                                self._backstop_trade(sd, tq, float((qt[m] * bpt[m]).sum() / tq), "takeover_pnl")
-                        pos = np.searchsorted(L, T)
-                        self._record_liq(step, rnd, t, T, "takeover", qt, bpt, bpt, np.zeros(T.size), mark,
-                                         eqL[pos], mmL[pos])
-                        takeover_total += qt.sum()
-                        took_qty += float(qt.sum())
+                        took = self._takeover(step, rnd, t, mark, T, eqL[np.searchsorted(L, T)],
+                                              mmL[np.searchsorted(L, T)])
+                        takeover_total += took
+                        took_qty += took
             self._close_dust(L)
             if self.mit.throttle is not None:
-                self.mit.throttle.record(t, (float(fq.sum()) + took_qty) * mark)
+                self.mit.throttle.record(t, (float(fill_total) + took_qty) * mark)
             if self.mit.auction is not None:
                 self.mit.auction.close(L[(self.qty[L] <= 0) | ended])
 
@@ -693,7 +822,7 @@ class CascadeEngine:
             halted = self._mitigation_step(t, self.impact.reference(exo), dt)
             while True:
                 index, last = self.impact.reference(exo), self.impact.last(exo)
-                raw_mark = exo if self.replay else self.mark_rule.value(index, last, dt)
+                raw_mark = exo if self.replay else self.mark_rule.value(index, last, dt, t)
                 mark = self._mitigated_mark(raw_mark, index, last, dt)
                 if halted:   # no trading: no liquidation fills, no ADL, no unwinding
                     break
@@ -790,10 +919,10 @@ class CascadeEngine:
             "backstop": flows.get(self.backstop.party, 0.0),
             "market": flows.get(MARKET, 0.0),
             "bad_debt": flows.get(BAD_DEBT, 0.0),
+            "fee_pool": flows.get(FEE_POOL, 0.0),
         }
         if self.drift is not None:
             ledger_by_group["insurance_fund"] = flows.get(INSURANCE_FUND, 0.0)
-            ledger_by_group["fee_pool"] = flows.get(FEE_POOL, 0.0)
         recon = max(abs(change[k] - ledger_by_group[k]) for k in change)
         oi_mismatch = (self._inside_net_qty() - self._start_inside_net_qty) - self.totals.market_net_bought_qty
         return {

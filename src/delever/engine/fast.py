@@ -127,6 +127,19 @@ def fast_kernel_support(prep, mode: str = "stress") -> tuple[bool, str]:
         return False, f"ADL ranking {venue.adl.ranking!r} is not ported to the fast kernel"
     if venue.backstop.takeover_price not in ("bankruptcy", "mark"):
         return False, f"takeover price {venue.backstop.takeover_price!r} is not ported to the fast kernel"
+    liq = venue.liquidation
+    if liq.step_down_tiers and (liq.step_down_order != "ioc" or liq.step_down_to != "lower_tier"
+                                or liq.step_down_from_tier != 2 or liq.step_down_freeze_s > 0):
+        return False, ("step-down variants (fill-or-kill orders, down to the first tier, from a higher tier, "
+                       "freeze) are not ported to the fast kernel")
+    if liq.close_at_bankruptcy:
+        return False, "closing at the bankruptcy price with the surplus to the backstop is not ported to the fast kernel"
+    if liq.liquidation_taker_fee_rate > 0:
+        return False, "taker fees on liquidation fills are not ported to the fast kernel"
+    if venue.adl.price == "mark":
+        return False, "ADL at the mark price is not ported to the fast kernel (it only knows bankruptcy / previous mark)"
+    if venue.backstop.adl_drawdown_fraction > 0:
+        return False, "the fund-drawdown ADL trigger is not ported to the fast kernel (it would miss those ADL paths)"
     if len(prep.book) == 0:
         return False, "empty book"
     return True, ""

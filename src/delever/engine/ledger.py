@@ -14,7 +14,8 @@ MARKET = -1           # the outside market: counterparties reached through the o
 INSURANCE_FUND = -2
 LIQUIDATOR_VAULT = -3
 BAD_DEBT = -4         # unrecovered losses: pays out what no one else could
-FEE_POOL = -5         # the venue's fee pool (trading fees; Drift: the market's AMM fee pool pays bankruptcies)
+FEE_POOL = -5         # the venue's fee pool: trading fees (Bybit: taker fee of liquidation orders, maker fee of
+                      # ADL fills); Drift: the market's AMM fee pool, which pays bankruptcies after the insurance fund
 
 PARTY_NAMES = {MARKET: "market", INSURANCE_FUND: "insurance_fund", LIQUIDATOR_VAULT: "liquidator_vault", BAD_DEBT: "bad_debt",
                FEE_POOL: "fee_pool"}

@@ -6,6 +6,9 @@ and ``P2 = index + MA(basis)``, basis = last - index sampled each second, MA ove
 ``median_basis_ema`` (Hyperliquid): ``median(index + EMA(last - index), last, index)`` — the three
 inputs of Hyperliquid's mark (oracle + 150 s EMA of the book basis, the book's own price, and CEX
 perp mids, which a one-market simulation takes at the index; venue-mechanics.md §4).
+``fair_price`` (BitMEX Fair Price Marking): ``index * (1 + funding_rate * time_to_funding /
+funding_interval)`` (``delever.venues.bitmex.fair_price``); with no funding data after the coming
+funding, the basis decays linearly to 0 at that time and stays 0.
 ``last`` and ``index`` are the two extremes, for what-if runs.
 
 In-step rounds see the step's basis sample provisionally; ``commit`` makes it part of the history.
@@ -16,20 +19,29 @@ from __future__ import annotations
 import math
 from collections import deque
 
+from delever.venues.bitmex import fair_price
+
 
 class MarkPrice:
     """Stateful mark price for one instrument.
 
     Args:
-        method: One of ``median_basis_ma``, ``median_basis_ema``, ``last``, ``index``.
+        method: One of ``median_basis_ma``, ``median_basis_ema``, ``last``, ``index``, ``fair_price``.
         basis_window_s: MA window, or EMA time constant, seconds.
         funding_basis: Funding basis term of P1 (fraction), 0 by default.
+        funding_rate: ``fair_price``: rate of the coming funding (fraction per interval).
+        funding_interval_s: ``fair_price``: funding interval, seconds.
+        time_to_funding_s: ``fair_price``: seconds from t = 0 to the coming funding (None: one interval).
     """
 
-    def __init__(self, method: str, basis_window_s: float, funding_basis: float = 0.0) -> None:
+    def __init__(self, method: str, basis_window_s: float, funding_basis: float = 0.0, funding_rate: float = 0.0,
+                 funding_interval_s: float = 28_800.0, time_to_funding_s: float | None = None) -> None:
         self.method = method
         self.window_s = float(basis_window_s)
         self.funding_basis = float(funding_basis)
+        self.funding_rate = float(funding_rate)
+        self.funding_interval_s = float(funding_interval_s)
+        self.funding_at_s = self.funding_interval_s if time_to_funding_s is None else float(time_to_funding_s)
         self._samples: deque[tuple[float, float]] = deque()  # (duration_s, basis) of committed steps
         self._ema = 0.0
 
@@ -50,12 +62,14 @@ class MarkPrice:
         alpha = 1.0 - math.exp(-dt_s / self.window_s)
         return self._ema + alpha * (basis - self._ema)
 
-    def value(self, index: float, last: float, dt_s: float) -> float:
-        """Mark price (USD) for the current step, with this step's basis ``last - index`` provisional."""
+    def value(self, index: float, last: float, dt_s: float, t_s: float = 0.0) -> float:
+        """Mark price (USD) for the current step (time ``t_s``), with this step's basis ``last - index`` provisional."""
         if self.method == "last":
             return last
         if self.method == "index":
             return index
+        if self.method == "fair_price":
+            return fair_price(index, self.funding_rate, self.funding_at_s - t_s, self.funding_interval_s)
         basis = last - index
         if self.method == "median_basis_ma":
             p1 = index * (1.0 + self.funding_basis)

@@ -50,7 +50,8 @@ class Impact:
             return exogenous_price
         return self.reference(exogenous_price) * (1.0 - self.d_bid + self.d_ask)
 
-    def _execute(self, sign: int, exogenous_price: float, qty: np.ndarray, limit_price: np.ndarray):
+    def _execute(self, sign: int, exogenous_price: float, qty: np.ndarray, limit_price: np.ndarray,
+                 fok: np.ndarray | None = None):
         n = qty.size
         fill_qty = np.zeros(n)
         notional = np.zeros(n)
@@ -63,7 +64,10 @@ class Impact:
         limit_x = np.where(np.isnan(limit_x), np.inf, limit_x)
         order = np.argsort(limit_x, kind="stable")
         d0 = self.d_bid if sign < 0 else self.d_ask
-        fq, factor, d1 = walk(side_curve, d0, qty[order], limit_x[order], self.max_x)
+        q = qty[order]
+        if fok is not None and np.any(fok):
+            q = self._kill_partial(side_curve, d0, q, limit_x[order], np.asarray(fok, bool)[order])
+        fq, factor, d1 = walk(side_curve, d0, q, limit_x[order], self.max_x)
         fill_qty[order] = fq
         notional[order] = ref * factor
         beyond = max(0.0, float(side_curve.qty_within(d1)) - max(float(side_curve.qty_within(d0)), float(side_curve.cum_qty[-1])))
@@ -80,22 +84,38 @@ class Impact:
             self.d_ask = d_new
         return fill_qty, notional
 
-    def sell(self, exogenous_price: float, qty: np.ndarray, limit_price: np.ndarray):
+    def _kill_partial(self, side_curve, d0: float, q: np.ndarray, limit_x: np.ndarray, fok: np.ndarray) -> np.ndarray:
+        """Sizes after cancelling fill-or-kill orders the book cannot fill in full (orders in walk order).
+
+        Orders fill in sequence, so the first fill-or-kill order that would fill only in part is killed
+        and the walk is redone (the depth it would have taken is left to the orders behind it).
+        """
+        q = q.copy()
+        while True:
+            fq, _, _ = walk(side_curve, d0, q, limit_x, self.max_x)
+            short = np.flatnonzero(fok & (q > 0) & (fq < q * (1.0 - 1e-12)))
+            if short.size == 0:
+                return q
+            q[short[0]] = 0.0
+
+    def sell(self, exogenous_price: float, qty: np.ndarray, limit_price: np.ndarray, fok: np.ndarray | None = None):
         """Fill sell orders (any order; they walk the bids in order of their limits, least aggressive first).
 
         Args:
             exogenous_price: Current exogenous price (USD).
             qty: float64 ``(N,)`` order sizes, base units.
             limit_price: float64 ``(N,)`` lowest acceptable price (USD); ``-inf`` or 0 for a market order.
+            fok: bool ``(N,)`` fill-or-kill orders (filled in full or not at all; BitMEX / Bybit step-down
+                orders), or None (all immediate-or-cancel).
 
         Returns:
             ``(fill_qty, fill_notional_usd)``, float64 ``(N,)`` each.
         """
-        return self._execute(-1, exogenous_price, np.asarray(qty, np.float64), np.asarray(limit_price, np.float64))
+        return self._execute(-1, exogenous_price, np.asarray(qty, np.float64), np.asarray(limit_price, np.float64), fok)
 
-    def buy(self, exogenous_price: float, qty: np.ndarray, limit_price: np.ndarray):
+    def buy(self, exogenous_price: float, qty: np.ndarray, limit_price: np.ndarray, fok: np.ndarray | None = None):
         """Fill buy orders against the asks; ``limit_price`` is the highest acceptable price (``inf`` for market)."""
-        return self._execute(+1, exogenous_price, np.asarray(qty, np.float64), np.asarray(limit_price, np.float64))
+        return self._execute(+1, exogenous_price, np.asarray(qty, np.float64), np.asarray(limit_price, np.float64), fok)
 
     def decay(self, dt_s: float) -> None:
         """Resilience: the transient displacement decays by ``2**(-dt/half_life)``."""

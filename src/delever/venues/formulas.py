@@ -22,6 +22,40 @@ def bankruptcy_price(side: np.ndarray, qty: np.ndarray, entry_price: np.ndarray,
     return entry_price - side * collateral_usd / qty
 
 
+def bankruptcy_price_with_close_fee(
+    side: np.ndarray, qty: np.ndarray, entry_price: np.ndarray, collateral_usd: np.ndarray, taker_fee_rate: float
+) -> np.ndarray:
+    """Bankruptcy price when the margin also pays the taker fee to close at that price (USD).
+
+    Solves ``collateral + side*Q*(BP - entry) = Q*BP*fee``: ``BP = (entry - side*collateral/Q) / (1 - side*fee)``.
+    Bybit USDT contracts reserve the "fee to close = Qty x Bankruptcy Price x Taker Fee Rate" in the
+    position margin (help.bybit.com 900000169703 "Order Cost (USDT Contract)"): a 1 BTC long at 50,000
+    with 10x holds 5,000 + 27 USDT and goes bankrupt at 45,000 = 50,000 x (10 - 1)/10. With
+    ``taker_fee_rate = 0`` this is :func:`bankruptcy_price`.
+    """
+    side_f = np.asarray(side, dtype=np.float64)
+    return (entry_price - side_f * collateral_usd / qty) / (1.0 - side_f * taker_fee_rate)
+
+
+def liquidation_price_entry_mm(
+    side: np.ndarray, entry_price: np.ndarray, leverage: np.ndarray, mmr: np.ndarray | float,
+    extra_margin_usd: np.ndarray | float = 0.0, qty: np.ndarray | float = 1.0,
+) -> np.ndarray:
+    """Isolated-margin liquidation price with the maintenance margin taken on the entry value (USD).
+
+    ``LP = entry * (1 - side * (1/leverage - MMR)) - side * extra_margin / Q``: the price at which the
+    loss has eaten the initial margin down to ``MMR x entry value``. This is the published form of
+    Bybit USDT contracts (help.bybit.com 900000181046 "Liquidation Price (USDT Contract)") and of the
+    BitMEX liquidation example (bitmex.com/app/liquidationExamples: long at 100, 1 % initial and 0.5 %
+    maintenance margin -> liquidation 99.50, bankruptcy 99.00). The engine itself checks
+    ``equity < MM(notional at mark)`` (:func:`liquidation_price_binance`), which for these venues
+    lands within MMR x (entry - LP) of this price.
+    """
+    side_f = np.asarray(side, dtype=np.float64)
+    return entry_price * (1.0 - side_f * (1.0 / np.asarray(leverage, dtype=np.float64) - mmr)) - side_f * np.asarray(
+        extra_margin_usd) / np.asarray(qty)
+
+
 def liquidation_price_binance(
     side: np.ndarray,
     qty: np.ndarray,
@@ -105,6 +139,10 @@ def adl_score(
         ``pnl_pct_x_effective_leverage`` (BitMEX / Bybit / OKX, and Binance per its current UI):
             ``PnL% = side*(mark-entry)/entry``, ``EffLev = notional / equity``;
             score ``PnL% * EffLev`` if PnL% > 0 else ``PnL% / EffLev`` (BitMEX autoDeleveraging page).
+            This is BitMEX's definition exactly for a linear contract: with the values
+            ``MarkValue = side*Q*mark``, ``BankruptValue = side*Q*BP`` and ``BP = entry - side*collateral/Q``,
+            ``|MarkValue| / (MarkValue - BankruptValue) = Q*mark / (collateral + uPnL)`` and
+            ``(MarkValue - AvgEntryValue) / |AvgEntryValue| = side*(mark - entry)/entry``.
         ``pnl_pct_x_margin_ratio`` (Binance FAQ 360033525471, 2019-20):
             ``max(0, uPnL) / max(1, WB) * MM / (WB + uPnL)`` (0 when the denominator <= 0).
         ``hyperliquid``: ``(mark/entry)^side * notional / account value`` (hyperliquid-docs

@@ -19,23 +19,65 @@ from delever.errors import DeleverInputError
 from delever.scenario import Fraction, NonNegFloat, PositiveFloat, Strict, _format_validation
 from delever.venues.tiers import MarginTiers
 
-PRESETS = ("binance-usdm", "hyperliquid", "drift")
+PRESETS = ("binance-usdm", "hyperliquid", "bitmex", "bybit", "okx", "drift")
 QUOTE_SUFFIXES = ("USDT", "USDC", "USD", "-PERP", "_PERP")
 
 
 class MarkRule(Strict):
-    """Mark price method (see ``delever.engine.mark``)."""
+    """Mark price method (see ``delever.engine.mark``).
 
-    method: Literal["median_basis_ma", "median_basis_ema", "last", "index"]
+    ``fair_price`` (BitMEX Fair Price Marking, bitmex.com/app/fairPriceMarking):
+    ``index * (1 + funding_rate * time_to_funding / funding_interval_s)``. ``funding_rate`` is the rate
+    of the coming funding (fraction per interval); ``time_to_funding_s`` the time from the start of the
+    run to that funding (default: a whole interval). A simulation has no later funding rates, so the
+    basis decays linearly to 0 at that funding time and stays 0.
+    """
+
+    method: Literal["median_basis_ma", "median_basis_ema", "last", "index", "fair_price"]
     basis_window_s: PositiveFloat = 30.0
     funding_basis: float = 0.0
+    funding_rate: Annotated[float, Field(gt=-1, lt=1)] = 0.0
+    funding_interval_s: PositiveFloat = 28_800.0
+    time_to_funding_s: NonNegFloat | None = None
+
+    @model_validator(mode="after")
+    def _funding_time(self) -> MarkRule:
+        if self.time_to_funding_s is not None and self.time_to_funding_s > self.funding_interval_s:
+            raise ValueError(f"mark.time_to_funding_s ({self.time_to_funding_s:g}) must not exceed "
+                             f"mark.funding_interval_s ({self.funding_interval_s:g})")
+        return self
 
 
 class LiquidationRule(Strict):
-    """How a position below maintenance margin is liquidated."""
+    """How a position below maintenance margin is liquidated.
+
+    Step-down ("laddered") liquidation, ``step_down_tiers``: a position in margin tier
+    ``step_down_from_tier`` (1-based) or above first gets an order that brings it down to the top of
+    the lower tier (``step_down_to = "lower_tier"``; Binance, BitMEX, Bybit) or of the first tier
+    (``"first_tier"``; OKX's historic partial liquidation); positions in lower tiers are closed in full.
+    ``step_down_order``: ``ioc`` fills what the book holds within the bankruptcy price (Binance),
+    ``fill_or_kill`` fills the whole order or nothing (BitMEX liquidationExamples, Bybit laddered
+    liquidation). ``step_down_freeze_s``: after a step-down order the position is neither taken over nor
+    liquidated again for this long (OKX: orders are checked again "about a minute later").
+
+    ``close_at_bankruptcy`` (BitMEX, Bybit): a deficient position that is not (or no longer) stepped
+    down is closed at its bankruptcy price: the liquidation order is a limit at the bankruptcy price, a
+    fill better than it pays the difference to the insurance fund, what does not fill is taken over at
+    the bankruptcy price. Otherwise (Binance) a full fill leaves the trader the rest of the margin.
+
+    ``liquidation_taker_fee_rate`` (Bybit): the taker fee of the liquidated order (fraction of the fill
+    notional, or of the bankruptcy value on a takeover), paid to the fee pool. The bankruptcy price then
+    includes the fee to close (``venues.formulas.bankruptcy_price_with_close_fee``).
+    """
 
     clearance_fee_rate: Annotated[float, Field(ge=0, lt=1)] = 0.0
     step_down_tiers: bool = False
+    step_down_order: Literal["ioc", "fill_or_kill"] = "ioc"
+    step_down_to: Literal["lower_tier", "first_tier"] = "lower_tier"
+    step_down_from_tier: Annotated[int, Field(ge=2)] = 2
+    step_down_freeze_s: NonNegFloat = 0.0
+    close_at_bankruptcy: bool = False
+    liquidation_taker_fee_rate: Annotated[float, Field(ge=0, lt=0.1)] = 0.0
     partial_threshold_usd: NonNegFloat = 0.0
     partial_fraction: Annotated[float, Field(gt=0, le=1)] = 1.0
     partial_cooldown_s: NonNegFloat = 0.0
@@ -43,12 +85,22 @@ class LiquidationRule(Strict):
 
 
 class BackstopRule(Strict):
-    """Who takes over positions the book cannot absorb, and when ADL starts."""
+    """Who takes over positions the book cannot absorb, and when ADL starts.
+
+    ADL triggers: the backstop's loss beyond ``adl_loss_fraction`` x its cash, its net position above
+    ``max_net_notional_ratio`` x its equity, and (OKX, ``adl_drawdown_fraction`` > 0) a "rapid drop":
+    its equity at least that fraction below its peak of the last ``adl_drawdown_window_s`` seconds
+    (OKX early-liquidation help page: -30 % within 8 h; API ``adl-warning`` channel: ``maxBal`` over
+    the past eight hours, ``decRate``, ``adlRate``). While the drop lasts its whole inventory is
+    deleveraged.
+    """
 
     holder: Literal["insurance_fund", "liquidator_vault"]
     takeover_price: Literal["bankruptcy", "mark"]
     max_net_notional_ratio: NonNegFloat = 0.0
     adl_loss_fraction: Annotated[float, Field(gt=0)] = 1.0
+    adl_drawdown_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    adl_drawdown_window_s: PositiveFloat = 28_800.0
     unwind_half_life_s: PositiveFloat = 60.0
     unwind_max_slippage_pct: Annotated[float, Field(gt=0, lt=100)] = 1.0
 
@@ -61,12 +113,20 @@ class AdlRule(Strict):
     (pro rata, but no position loses more than ``pro_rata_cap_fraction`` of its size while others have
     room), ``risk_aware_pro_rata`` (pro rata weighted by effective leverage, so the most levered give
     up most). The alternatives are the ADL designs compared in the literature on the 2025-10-10 event.
+
+    ``price``: ``bankruptcy`` (of the liquidated order: the backstop's entry), ``previous_mark``
+    (Hyperliquid) or ``mark`` (OKX), which switches to the bankruptcy price while the backstop's
+    equity is below ``bankruptcy_below_fund_fraction`` of its starting balance (OKX: "nearly
+    depleted" [U: threshold not published]). ``adl_maker_fee_rate`` (Bybit): maker fee charged to
+    the deleveraged trader on the ADL fill notional, paid to the fee pool.
     """
 
     ranking: Literal["pnl_pct_x_effective_leverage", "pnl_pct_x_margin_ratio", "hyperliquid"]
-    price: Literal["bankruptcy", "previous_mark"]
+    price: Literal["bankruptcy", "previous_mark", "mark"]
     policy: Literal["queue", "pro_rata", "capped_pro_rata", "risk_aware_pro_rata"] = "queue"
     pro_rata_cap_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
+    bankruptcy_below_fund_fraction: Fraction = 0.0
+    adl_maker_fee_rate: Annotated[float, Field(ge=0, lt=0.1)] = 0.0
 
 
 class DriftMarket(Strict):
