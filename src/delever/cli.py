@@ -113,12 +113,23 @@ def venues() -> None:
         lq = v.liquidation
         out.print(f"[bold]{name}[/]: {v.title} (settles in {v.settle})")
         out.print(f"  mark: {v.mark.method}, basis window {v.mark.basis_window_s:g} s")
-        out.print(f"  liquidation: clearance fee {lq.clearance_fee_rate:.2%}, step down brackets {lq.step_down_tiers}, "
-                  f"partial {lq.partial_fraction:.0%} above {lq.partial_threshold_usd:,.0f} USD "
-                  f"(cooldown {lq.partial_cooldown_s:g} s), backstop below {lq.backstop_below_mm_fraction:.3g} x MM")
-        out.print(f"  backstop: {v.backstop.holder}, takeover at {v.backstop.takeover_price} price; "
-                  f"ADL ranked by {v.adl.ranking}, filled at the {v.adl.price} price")
-        out.print(f"  instruments: {', '.join(v.tiers)}")
+        if v.dydx is not None:
+            d = v.dydx
+            out.print(f"  liquidation: IOC at the fillable price (SMMR {d.spread_to_maintenance_margin_ratio_ppm / 1e6:g}), "
+                      f"fee <= {d.max_liquidation_fee_ppm / 1e4:g}% to the insurance fund; per block: "
+                      f"{d.max_position_portion_liquidated_ppm / 1e4:g}% of a position (min "
+                      f"{d.min_position_notional_liquidated_usd:,.0f} USD), {d.subaccount_max_notional_liquidated_usd:,.0f} "
+                      f"USD and {d.subaccount_max_insurance_lost_usd:,.0f} USD fund loss per account")
+            out.print(f"  backstop: {v.backstop.holder} pays fills below bankruptcy, no takeover; deleveraging at the "
+                      f"bankruptcy price from a random start ({d.max_deleveraging_attempts_per_block} per block)")
+        else:
+            out.print(f"  liquidation: clearance fee {lq.clearance_fee_rate:.2%}, step down brackets {lq.step_down_tiers}, "
+                      f"partial {lq.partial_fraction:.0%} above {lq.partial_threshold_usd:,.0f} USD "
+                      f"(cooldown {lq.partial_cooldown_s:g} s), backstop below {lq.backstop_below_mm_fraction:.3g} x MM")
+            out.print(f"  backstop: {v.backstop.holder}, takeover at {v.backstop.takeover_price} price; "
+                      f"ADL ranked by {v.adl.ranking}, filled at the {v.adl.price} price")
+        names = [f"{k} ({' '.join(t.coins)})" if t.coins else k for k, t in v.tiers.items()]
+        out.print(f"  instruments: {', '.join(names)}")
         for src in v.sources:
             out.print(f"  source: {src}")
 

@@ -14,7 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from delever.errors import DeleverInputError
 
@@ -33,8 +33,17 @@ class Strict(BaseModel):
 class VenueSection(Strict):
     """Venue preset name and overrides of its rules (nested keys of ``delever.venues.VenueRules``)."""
 
-    preset: Literal["binance-usdm", "hyperliquid"] = "binance-usdm"
+    preset: str = "binance-usdm"
     overrides: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, v: str) -> str:
+        from delever.venues.rules import PRESETS  # rules imports this module
+
+        if v not in PRESETS:
+            raise ValueError(f"unknown venue preset {v!r} (known: {', '.join(PRESETS)})")
+        return v
 
 
 # --------------------------------------------------------------------------- market

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delever.book import PositionBook
+from delever.engine.dydx_path import DydxPath
 from delever.engine.ledger import BAD_DEBT, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, Ledger
 from delever.engine.mark import MarkPrice
 from delever.engine.tables import TableBuilder
@@ -163,7 +164,7 @@ class Totals:
     market_net_bought_qty: float = 0.0   # inside parties' net purchases from the outside market
 
 
-class CascadeEngine:
+class CascadeEngine(DydxPath):
     """Runs one cascade of a position book along a price path.
 
     Args:
@@ -175,14 +176,16 @@ class CascadeEngine:
         permanent_fraction, resilience_half_life_s, max_walk_pct: impact parameters.
         max_rounds: Round cap per step.
         insurance_fund_usd: Starting balance of the backstop (insurance fund or liquidator vault).
+        seed: Seed of the venue's pseudo-random choices (dYdX liquidation offsets and deleveraging starts).
     """
 
     def __init__(self, venue: VenueRules, tiers: MarginTiers, book: PositionBook, depth: DepthCurve, path: PricePath,
                  permanent_fraction: float, resilience_half_life_s: float, max_walk_pct: float, max_rounds: int,
-                 insurance_fund_usd: float) -> None:
+                 insurance_fund_usd: float, seed: int = 0) -> None:
         self.venue, self.tiers, self.path, self.max_rounds = venue, tiers, path, int(max_rounds)
         self.replay = path.mode == "replay"
         b = book.copy()
+        self.instrument = b.instrument
         self.account, self.side, self.qty, self.entry = b.account, b.side, b.qty, b.entry_price
         self.sidef = self.side.astype(np.float64)
         self.coll = b.collateral_usd          # collateral backing the open position
@@ -213,6 +216,7 @@ class CascadeEngine:
         self._start_money = self._money()
         self._start_inside_net_qty = self._inside_net_qty()
         self._step_acc = np.zeros(5)  # liquidations, long usd, short usd, adl usd, adl count (current step)
+        self._dydx_init(seed)         # dYdX venues: liquidation/deleveraging path in engine.dydx_path
 
     # ------------------------------------------------------------------ accounting helpers
     def _money(self) -> dict[str, float]:
@@ -414,6 +418,8 @@ class CascadeEngine:
     def _round(self, step: int, rnd: int, t: float, exo: float, mark: float, prev_mark: float) -> bool:
         """One liquidation round at fixed mark. Returns True if any position or balance changed."""
         self.ledger.at(step, rnd, t)
+        if self.dydx is not None:
+            return self._dydx_round(step, rnd, t, exo, mark)
         cand = self._candidates(mark)
         q = self.qty[cand]
         eq = self.coll[cand] + self.sidef[cand] * q * (mark - self.entry[cand])
@@ -572,6 +578,8 @@ class CascadeEngine:
                 self.impact.decay(dt)
             exo = float(path.price[step])
             self._step_acc[:] = 0
+            if self.dydx is not None:
+                self._dydx_new_block()
             rounds = 0
             cap_hit = False
             while True:
@@ -609,6 +617,8 @@ class CascadeEngine:
             )
             prev_mark, prev_t = mark, t
         self.final_mark = prev_mark
+        if self.dydx is not None and self.dydx.final_settlement_at_end:
+            self.final_settlement()
 
     def _has_liquidatable(self, mark: float) -> bool:
         open_idx = self._candidates(mark)

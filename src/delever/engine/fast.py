@@ -115,6 +115,8 @@ def fast_kernel_support(prep, mode: str = "stress") -> tuple[bool, str]:
     if mode != "stress":
         return False, f"{mode!r} paths: the fast kernel runs stress-mode (exogenous) paths only"
     venue = prep.venue
+    if venue.dydx is not None:
+        return False, "dYdX liquidation path (fillable price, block limits, deleveraging) is not ported to the fast kernel"
     if venue.mark.method not in MARK_METHODS:
         return False, f"mark method {venue.mark.method!r} is not ported to the fast kernel"
     if venue.adl.ranking not in ADL_RANKINGS:
