@@ -20,6 +20,9 @@ Venue behaviour comes from ``VenueRules`` (presets in ``venues/presets``):
   collateral at mark; ADL of the vault's inventory at the previous mark price when its loss exceeds
   its balance. Liquidation orders here carry a limit at the bankruptcy price so that a fill never
   leaves the account negative; what the book cannot take waits for the backstop.
+* dYdX v4 (venue-mechanics.md §5): ``engine.dydx_path`` -- IOC orders at the fillable price under
+  per-block limits, the insurance fund pays deficits but never takes positions, random-start
+  deleveraging of unfilled negative-equity accounts, final settlement.
 
 Money moves only through paired updates that are also written to the ``Ledger``; the run reports
 the sum of all balance changes (``ledger_imbalance_usd``) and the worst per-party mismatch between
