@@ -19,7 +19,7 @@ def _liquidated_usd(engine) -> float:
     return engine.totals.liquidated_long_usd + engine.totals.liquidated_short_usd
 
 
-@pytest.mark.parametrize("venue", [*VENUES, "drift"])
+@pytest.mark.parametrize("venue", [*VENUES, "drift", "dydx-v4"])
 @SETTINGS
 @given(params=book_params, move=st.floats(-40.0, 40.0), depth=st.floats(2e5, 5e7), fund=st.floats(0.0, 1e7))
 def test_money_is_conserved_and_open_interest_moves_only_with_the_market(venue, params, move, depth, fund):

@@ -531,7 +531,7 @@ def test_adl_unknown_ranking_and_bankrupt_positions():
 
 # =========================================================================== loading
 def test_presets_load_with_expected_rules():
-    assert {"binance-usdm", "hyperliquid", "bitmex", "bybit", "okx", "drift"} <= set(PRESETS)
+    assert {"binance-usdm", "hyperliquid", "bitmex", "bybit", "okx", "dydx-v4", "drift"} <= set(PRESETS)
     assert BINANCE.adl.ranking == "pnl_pct_x_effective_leverage" and BINANCE.adl.price == "bankruptcy"
     assert BINANCE.backstop.holder == "insurance_fund" and BINANCE.backstop.takeover_price == "bankruptcy"
     assert BINANCE.liquidation.clearance_fee_rate == 0.003 and BINANCE.liquidation.step_down_tiers

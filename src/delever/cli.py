@@ -233,28 +233,39 @@ def venues() -> None:
         lq = v.liquidation
         out.print(f"[bold]{name}[/]: {v.title} (settles in {v.settle})")
         out.print(f"  mark: {v.mark.method}, basis window {v.mark.basis_window_s:g} s")
-        out.print(f"  liquidation: clearance fee {lq.clearance_fee_rate:.2%}, step down brackets {lq.step_down_tiers}, "
-                  f"partial {lq.partial_fraction:.0%} above {lq.partial_threshold_usd:,.0f} USD "
-                  f"(cooldown {lq.partial_cooldown_s:g} s), backstop below {lq.backstop_below_mm_fraction:.3g} x MM")
-        if lq.step_down_tiers:
-            out.print(f"  step-down: {lq.step_down_order} order from tier {lq.step_down_from_tier} to the "
-                      f"{lq.step_down_to.replace('_', ' ')}, freeze {lq.step_down_freeze_s:g} s; "
-                      f"close at bankruptcy price {lq.close_at_bankruptcy}")
-        if lq.liquidation_taker_fee_rate or v.adl.adl_maker_fee_rate:
-            out.print(f"  fees: liquidation taker {lq.liquidation_taker_fee_rate:.3%}, "
-                      f"ADL maker {v.adl.adl_maker_fee_rate:.3%} (fee pool)")
-        if v.backstop.adl_drawdown_fraction:
-            out.print(f"  ADL also when the fund drops {v.backstop.adl_drawdown_fraction:.0%} below its "
-                      f"{v.backstop.adl_drawdown_window_s / 3600:g} h peak")
-        adl = ("no ADL (bankrupt losses socialized)" if v.drift is not None
-               else f"ADL ranked by {v.adl.ranking}, filled at the {v.adl.price} price")
-        out.print(f"  backstop: {v.backstop.holder}, takeover at {v.backstop.takeover_price} price; {adl}")
-        if v.drift is not None:
-            d = v.drift
-            out.print(f"  drift: liquidator takeover at oracle, buffer {d.liquidation_margin_buffer_ratio:.2%}, ramp "
-                      f"{d.initial_pct_to_liquidate:.0%} + slots/{d.liquidation_duration_slots:g} "
-                      f"({d.slot_time_s:g} s slots); bankruptcy: insurance fund -> fee pool -> socialized loss")
-        out.print(f"  instruments: {', '.join(v.tiers)}")
+        if v.dydx is not None:
+            d = v.dydx
+            out.print(f"  liquidation: IOC at the fillable price (SMMR {d.spread_to_maintenance_margin_ratio_ppm / 1e6:g}), "
+                      f"fee <= {d.max_liquidation_fee_ppm / 1e4:g}% to the insurance fund; per block: "
+                      f"{d.max_position_portion_liquidated_ppm / 1e4:g}% of a position (min "
+                      f"{d.min_position_notional_liquidated_usd:,.0f} USD), {d.subaccount_max_notional_liquidated_usd:,.0f} "
+                      f"USD and {d.subaccount_max_insurance_lost_usd:,.0f} USD fund loss per account")
+            out.print(f"  backstop: {v.backstop.holder} pays fills below bankruptcy, no takeover; deleveraging at the "
+                      f"bankruptcy price from a random start ({d.max_deleveraging_attempts_per_block} per block)")
+        else:
+            out.print(f"  liquidation: clearance fee {lq.clearance_fee_rate:.2%}, step down brackets {lq.step_down_tiers}, "
+                      f"partial {lq.partial_fraction:.0%} above {lq.partial_threshold_usd:,.0f} USD "
+                      f"(cooldown {lq.partial_cooldown_s:g} s), backstop below {lq.backstop_below_mm_fraction:.3g} x MM")
+            if lq.step_down_tiers:
+                out.print(f"  step-down: {lq.step_down_order} order from tier {lq.step_down_from_tier} to the "
+                          f"{lq.step_down_to.replace('_', ' ')}, freeze {lq.step_down_freeze_s:g} s; "
+                          f"close at bankruptcy price {lq.close_at_bankruptcy}")
+            if lq.liquidation_taker_fee_rate or v.adl.adl_maker_fee_rate:
+                out.print(f"  fees: liquidation taker {lq.liquidation_taker_fee_rate:.3%}, "
+                          f"ADL maker {v.adl.adl_maker_fee_rate:.3%} (fee pool)")
+            if v.backstop.adl_drawdown_fraction:
+                out.print(f"  ADL also when the fund drops {v.backstop.adl_drawdown_fraction:.0%} below its "
+                          f"{v.backstop.adl_drawdown_window_s / 3600:g} h peak")
+            adl = ("no ADL (bankrupt losses socialized)" if v.drift is not None
+                   else f"ADL ranked by {v.adl.ranking}, filled at the {v.adl.price} price")
+            out.print(f"  backstop: {v.backstop.holder}, takeover at {v.backstop.takeover_price} price; {adl}")
+            if v.drift is not None:
+                d = v.drift
+                out.print(f"  drift: liquidator takeover at oracle, buffer {d.liquidation_margin_buffer_ratio:.2%}, ramp "
+                          f"{d.initial_pct_to_liquidate:.0%} + slots/{d.liquidation_duration_slots:g} "
+                          f"({d.slot_time_s:g} s slots); bankruptcy: insurance fund -> fee pool -> socialized loss")
+        names = [f"{k} ({' '.join(t.coins)})" if t.coins else k for k, t in v.tiers.items()]
+        out.print(f"  instruments: {', '.join(names)}")
         for src in v.sources:
             out.print(f"  source: {src}")
 

@@ -126,7 +126,7 @@ def make_engine(prep: Prepared, path: PricePath | None = None) -> CascadeEngine:
     return CascadeEngine(prep.venue, prep.tiers, prep.book, prep.depth, path if path is not None else prep.path,
                          sc.market.impact.permanent_fraction, sc.market.impact.resilience_half_life_s,
                          sc.market.impact.max_walk_pct, sc.engine.max_rounds, sc.insurance_fund.initial_usd,
-                         sc.mitigations)
+                         sc.mitigations, seed=sc.seed)
 
 
 def path_metrics(eng: CascadeEngine, initial_fund_usd: float) -> dict[str, object]:

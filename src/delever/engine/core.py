@@ -31,6 +31,9 @@ Venue behaviour comes from ``VenueRules`` (presets in ``venues/presets``):
   liquidator takes positions over at the oracle with a fee, in amounts capped by a time ramp, and
   bankrupt balances are paid by the insurance fund, the fee pool, then socialized over open
   positions instead of ADL (``delever.engine.drift``).
+* dYdX v4 (venue-mechanics.md §5): ``engine.dydx_path`` -- IOC orders at the fillable price under
+  per-block limits, the insurance fund pays deficits but never takes positions, random-start
+  deleveraging of unfilled negative-equity accounts, final settlement.
 
 Money moves only through paired updates that are also written to the ``Ledger``; the run reports
 the sum of all balance changes (``ledger_imbalance_usd``) and the worst per-party mismatch between
@@ -46,6 +49,7 @@ import numpy as np
 
 from delever.book import PositionBook
 from delever.engine.drift import DriftLiquidation
+from delever.engine.dydx_path import DydxPath
 from delever.engine.ledger import BAD_DEBT, FEE_POOL, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, Ledger
 from delever.engine.mark import MarkPrice
 from delever.engine.mitigations import MitigationSet
@@ -191,7 +195,7 @@ class Totals:
     trader_liquidation_loss_usd: float = 0.0
 
 
-class CascadeEngine:
+class CascadeEngine(DydxPath):
     """Runs one cascade of a position book along a price path.
 
     Args:
@@ -206,16 +210,19 @@ class CascadeEngine:
         mitigations: Scenario ``mitigations`` (mark smoothing, circuit breaker, dynamic margin,
             liquidation throttle, Dutch auction); None or all off = the venue's own rules.
 
+        seed: Seed of the venue's pseudo-random choices (dYdX liquidation offsets and deleveraging starts).
+
     Raises:
         DeleverInputError: a mitigation contradicts the venue (see ``MitigationSet.build``).
     """
 
     def __init__(self, venue: VenueRules, tiers: MarginTiers, book: PositionBook, depth: DepthCurve, path: PricePath,
                  permanent_fraction: float, resilience_half_life_s: float, max_walk_pct: float, max_rounds: int,
-                 insurance_fund_usd: float, mitigations: Mitigations | None = None) -> None:
+                 insurance_fund_usd: float, mitigations: Mitigations | None = None, seed: int = 0) -> None:
         self.venue, self.tiers, self.path, self.max_rounds = venue, tiers, path, int(max_rounds)
         self.replay = path.mode == "replay"
         b = book.copy()
+        self.instrument = b.instrument
         self.account, self.side, self.qty, self.entry = b.account, b.side, b.qty, b.entry_price
         self.sidef = self.side.astype(np.float64)
         self.coll = b.collateral_usd          # collateral backing the open position
@@ -256,17 +263,20 @@ class CascadeEngine:
         self._refresh_lp(np.arange(self.qty.size))
         self.oi_qty = {1: float(self.qty[self.side > 0].sum()), -1: float(self.qty[self.side < 0].sum())}
         self.mit = MitigationSet.build(mitigations, tiers, float(path.price[0]), self.qty.size)
-        if self.drift is not None:
-            # Drift's liquidator takeover has its own margin formula and no order to throttle or auction
+        own_path = "Drift's liquidator takeover" if venue.drift is not None else (
+            "dYdX's block-limited liquidation path" if venue.dydx is not None else None)
+        if own_path is not None:
+            # these venues have their own margin formula and order path: nothing there to scale, throttle or auction
             clash = [k for k in ("dynamic_margin", "throttle", "dutch_auction") if getattr(self.mit, _MIT_ATTR[k])]
             if clash:
-                raise DeleverInputError(f"mitigations.{clash[0]}: not applicable to venue {venue.name} (Drift's "
-                                        "liquidator takeover); use mark_smoothing or circuit_breaker")
+                raise DeleverInputError(f"mitigations.{clash[0]}: not applicable to venue {venue.name} ({own_path}); "
+                                        "use mark_smoothing or circuit_breaker")
         self.halted_steps = 0
         self._floor_price, self._cap_price = 0.0, np.inf   # limit-down / limit-up band of the step
         self._start_money = self._money()
         self._start_inside_net_qty = self._inside_net_qty()
         self._step_acc = np.zeros(5)  # liquidations, long usd, short usd, adl usd, adl count (current step)
+        self._dydx_init(seed)         # dYdX venues: liquidation/deleveraging path in engine.dydx_path
 
     # ------------------------------------------------------------------ accounting helpers
     def _money(self) -> dict[str, float]:
@@ -614,6 +624,8 @@ class CascadeEngine:
         self.ledger.at(step, rnd, t)
         if self.drift is not None:
             return self.drift.round(self, step, rnd, t, exo, mark)
+        if self.dydx is not None:
+            return self._dydx_round(step, rnd, t, exo, mark)
         cand = self._candidates(mark)
         q = self.qty[cand]
         eq = self.coll[cand] + self.sidef[cand] * q * (mark - self.entry[cand])
@@ -817,6 +829,8 @@ class CascadeEngine:
             self._step_acc[:] = 0
             if self.drift is not None:
                 self.drift.observe(self.impact.reference(exo), dt)
+            if self.dydx is not None:
+                self._dydx_new_block()
             rounds = 0
             cap_hit = False
             halted = self._mitigation_step(t, self.impact.reference(exo), dt)
@@ -865,6 +879,8 @@ class CascadeEngine:
             )
             prev_mark, prev_t = mark, t
         self.final_mark = prev_mark
+        if self.dydx is not None and self.dydx.final_settlement_at_end:
+            self.final_settlement()
 
     def _mitigation_step(self, t: float, index: float, dt_s: float) -> bool:
         """Start-of-step mitigation updates: circuit-breaker state and volatility-scaled margin.

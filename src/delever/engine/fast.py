@@ -121,6 +121,8 @@ def fast_kernel_support(prep, mode: str = "stress") -> tuple[bool, str]:
     if venue.drift is not None:
         return False, ("Drift liquidation (liquidator takeover with time ramp, bankruptcy socialization) is not "
                        "ported to the fast kernel")
+    if venue.dydx is not None:
+        return False, "dYdX liquidation path (fillable price, block limits, deleveraging) is not ported to the fast kernel"
     if venue.mark.method not in MARK_METHODS:
         return False, f"mark method {venue.mark.method!r} is not ported to the fast kernel"
     if venue.adl.ranking not in ADL_RANKINGS:

@@ -19,8 +19,8 @@ from delever.errors import DeleverInputError
 from delever.scenario import Fraction, NonNegFloat, PositiveFloat, Strict, _format_validation
 from delever.venues.tiers import MarginTiers
 
-PRESETS = ("binance-usdm", "hyperliquid", "bitmex", "bybit", "okx", "drift")
-QUOTE_SUFFIXES = ("USDT", "USDC", "USD", "-PERP", "_PERP")
+PRESETS = ("binance-usdm", "hyperliquid", "bitmex", "bybit", "okx", "dydx-v4", "drift")
+QUOTE_SUFFIXES = ("USDT", "USDC", "-USD", "USD", "-PERP", "_PERP")
 
 
 class MarkRule(Strict):
@@ -96,7 +96,7 @@ class BackstopRule(Strict):
     """
 
     holder: Literal["insurance_fund", "liquidator_vault"]
-    takeover_price: Literal["bankruptcy", "mark"]
+    takeover_price: Literal["bankruptcy", "mark", "none"]   # none: the fund never takes positions (dYdX)
     max_net_notional_ratio: NonNegFloat = 0.0
     adl_loss_fraction: Annotated[float, Field(gt=0)] = 1.0
     adl_drawdown_fraction: Annotated[float, Field(ge=0, lt=1)] = 0.0
@@ -119,11 +119,13 @@ class AdlRule(Strict):
     equity is below ``bankruptcy_below_fund_fraction`` of its starting balance (OKX: "nearly
     depleted" [U: threshold not published]). ``adl_maker_fee_rate`` (Bybit): maker fee charged to
     the deleveraged trader on the ADL fill notional, paid to the fee pool.
+    ``random_walk`` (dYdX deleveraging, ranking ``none``): an unfilled negative-equity account's whole
+    position is offset against opposite positions visited from a pseudo-random start (``DydxRule``).
     """
 
-    ranking: Literal["pnl_pct_x_effective_leverage", "pnl_pct_x_margin_ratio", "hyperliquid"]
+    ranking: Literal["pnl_pct_x_effective_leverage", "pnl_pct_x_margin_ratio", "hyperliquid", "none"]
     price: Literal["bankruptcy", "previous_mark", "mark"]
-    policy: Literal["queue", "pro_rata", "capped_pro_rata", "risk_aware_pro_rata"] = "queue"
+    policy: Literal["queue", "pro_rata", "capped_pro_rata", "risk_aware_pro_rata", "random_walk"] = "queue"
     pro_rata_cap_fraction: Annotated[float, Field(gt=0, le=1)] = 0.5
     bankruptcy_below_fund_fraction: Fraction = 0.0
     adl_maker_fee_rate: Annotated[float, Field(ge=0, lt=0.1)] = 0.0
@@ -200,6 +202,55 @@ class TierTable(Strict):
         return MarginTiers.from_floors(self.floor_usd, self.max_leverage, mmr, where=where)
 
 
+Ppm = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+class DydxLiquidityTier(Strict):
+    """A dYdX liquidity tier (``x/perpetuals/types/liquidity_tier.go``): IMF, maintenance fraction, OI caps."""
+
+    initial_margin_ppm: Annotated[int, Field(gt=0, le=1_000_000)]
+    maintenance_fraction_ppm: Annotated[int, Field(gt=0, le=1_000_000)]
+    open_interest_lower_cap_usd: NonNegFloat = 0.0
+    open_interest_upper_cap_usd: NonNegFloat = 0.0   # 0 disables OI scaling of the IMF
+    coins: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _caps(self) -> DydxLiquidityTier:
+        if self.open_interest_lower_cap_usd > self.open_interest_upper_cap_usd > 0:
+            raise ValueError("open_interest_lower_cap_usd must not exceed open_interest_upper_cap_usd")
+        return self
+
+    @property
+    def imf(self) -> float:
+        return self.initial_margin_ppm / 1e6
+
+    @property
+    def mmr(self) -> float:
+        return self.initial_margin_ppm * self.maintenance_fraction_ppm / 1e12
+
+
+class DydxRule(Strict):
+    """dYdX v4 liquidation, deleveraging and final-settlement parameters (venue-mechanics.md §5).
+
+    ``LiquidationsConfig`` (``x/clob/types``) and the CLOB flags (``x/clob/flags/flags.go``); ppm values
+    are integers in [0, 1e6] except the two fillable-price ratios, which may exceed 1 (``>= 0``).
+    One engine step is one block.
+    """
+
+    max_liquidation_fee_ppm: Ppm
+    bankruptcy_adjustment_ppm: Annotated[int, Field(ge=0)]
+    spread_to_maintenance_margin_ratio_ppm: Annotated[int, Field(ge=0)]
+    min_position_notional_liquidated_usd: NonNegFloat
+    max_position_portion_liquidated_ppm: Annotated[int, Field(gt=0, le=1_000_000)]
+    subaccount_max_notional_liquidated_usd: PositiveFloat
+    subaccount_max_insurance_lost_usd: NonNegFloat
+    max_liquidation_attempts_per_block: Annotated[int, Field(ge=1)]
+    max_deleveraging_attempts_per_block: Annotated[int, Field(ge=0)]
+    max_deleveraging_subaccounts_to_iterate: Annotated[int, Field(ge=1)]
+    final_settlement_at_end: bool = False
+    liquidity_tiers: dict[str, DydxLiquidityTier]
+
+
 class VenueRules(Strict):
     """A venue's rules. Every parameter is data from a preset; formulas live in ``venues.formulas`` and the engine."""
 
@@ -211,8 +262,9 @@ class VenueRules(Strict):
     liquidation: LiquidationRule
     backstop: BackstopRule
     adl: AdlRule
-    tiers: dict[str, TierTable]
+    tiers: dict[str, TierTable] = Field(default_factory=dict)
     drift: DriftLiquidationRule | None = None
+    dydx: DydxRule | None = None
 
     @model_validator(mode="after")
     def _drift_tiers(self) -> VenueRules:
@@ -223,6 +275,34 @@ class VenueRules(Strict):
                 if t is None or t.mmr is None or abs(t.mmr[0] - m.margin_ratio_maintenance) > 1e-12:
                     raise ValueError(f"drift.markets.{key}: needs tiers.{key} with mmr[0] = margin_ratio_maintenance")
         return self
+
+    @model_validator(mode="after")
+    def _dydx_consistent(self) -> VenueRules:
+        dydx = self.dydx is not None
+        if dydx != (self.adl.policy == "random_walk") or dydx != (self.backstop.takeover_price == "none"):
+            raise ValueError("adl.policy 'random_walk' and backstop.takeover_price 'none' go with a [dydx] section "
+                             "(and only with it)")
+        if dydx:
+            for key, lt in self.dydx.liquidity_tiers.items():
+                # MM = notional x IMF x MF, one tier; max leverage from the base IMF.
+                self.tiers.setdefault(key, TierTable(floor_usd=[0.0], max_leverage=[1.0 / lt.imf], mmr=[lt.mmr],
+                                                     coins=lt.coins))
+        if not self.tiers:
+            raise ValueError("tiers: at least one margin tier table is required")
+        return self
+
+    def dydx_tier_for(self, instrument: str) -> DydxLiquidityTier:
+        """The dYdX liquidity tier of ``instrument`` (same lookup as ``tiers_for``).
+
+        Raises:
+            DeleverInputError: not a dYdX venue, or no tier for the instrument.
+        """
+        if self.dydx is None:
+            raise DeleverInputError(f"venue {self.name}: no [dydx] section")
+        key = self._tier_key(instrument)
+        if key not in self.dydx.liquidity_tiers:
+            raise DeleverInputError(f"venue {self.name}: tiers.{key} is not a dydx.liquidity_tiers entry")
+        return self.dydx.liquidity_tiers[key]
 
     def tiers_for(self, instrument: str) -> MarginTiers:
         """Margin tiers of ``instrument`` (exact key, else the coin with its quote suffix removed, else a coin group).
@@ -242,10 +322,13 @@ class VenueRules(Strict):
         return table
 
     def _tier_cache(self, instrument: str) -> MarginTiers:
+        key = self._tier_key(instrument)
+        return self.tiers[key].margin_tiers(f"venue {self.name} tiers.{key}")
+
+    def _tier_key(self, instrument: str) -> str:
         for c in _instrument_candidates(instrument):
             if c in self._tier_lookup:
-                key = self._tier_lookup[c]
-                return self.tiers[key].margin_tiers(f"venue {self.name} tiers.{key}")
+                return self._tier_lookup[c]
         raise DeleverInputError(
             f"venue {self.name}: no margin tiers for instrument {instrument!r} (known: {', '.join(sorted(self._tier_lookup))})"
         )
