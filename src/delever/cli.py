@@ -40,6 +40,19 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code=2)
 
 
+def _stress_call(fn):
+    """Run a stress-based command: bad input exits 2 with one line, a failed block exits 1 (blocks kept)."""
+    from delever.stress import StressError
+
+    try:
+        return fn()
+    except DeleverInputError as exc:
+        _fail(exc)
+    except StressError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+
+
 @app.command()
 def run(
     scenario: ScenarioOpt = None,
@@ -99,19 +112,14 @@ def stress(
 ) -> None:
     """Monte Carlo stress: many generated price paths on one book; LaR, bad-debt VaR/ES, P(ADL), critical shock."""
     from delever.scenario import load_scenario, resolve_data_dir
-    from delever.stress import StressError, run_stress
+    from delever.stress import run_stress
 
-    try:
+    def go():
         sc = load_scenario(scenario, _run_overrides(set_, paths, block_size))
-        result = run_stress(sc, resolve_data_dir(data_dir), executor=executor, workers=workers, scheduler=scheduler,
-                            block_size=block_size, out_dir=out, resume=resume, progress=not no_progress,
-                            engine=engine)
-    except DeleverInputError as exc:
-        _fail(exc)
-        return
-    except StressError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from None
+        return run_stress(sc, resolve_data_dir(data_dir), executor=executor, workers=workers, scheduler=scheduler,
+                          block_size=block_size, out_dir=out, resume=resume, progress=not no_progress, engine=engine)
+
+    result = _stress_call(go)
     if as_json:
         sys.stdout.write(json.dumps(result.summary, default=str) + "\n")
     else:
@@ -159,20 +167,15 @@ def compare(
     """Compare policy sets on the same random paths: LaR, bad debt VaR/ES, P(depleted), P(ADL), ... with intervals."""
     from delever.compare import parse_policies, policy_scenarios, run_compare
     from delever.scenario import resolve_data_dir
-    from delever.stress import StressError
 
-    try:
+    def go():
         pols = parse_policies(policies)
         scenarios = policy_scenarios(scenario, pols, _run_overrides(set_, paths, block_size))
-        result = run_compare(scenarios, pols, resolve_data_dir(data_dir), executor=executor, workers=workers,
-                             scheduler=scheduler, block_size=block_size, engine=engine, progress=not no_progress,
-                             out_dir=None if no_write else out, resamples=resamples, bootstrap_seed=bootstrap_seed)
-    except DeleverInputError as exc:
-        _fail(exc)
-        return
-    except StressError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from None
+        return run_compare(scenarios, pols, resolve_data_dir(data_dir), executor=executor, workers=workers,
+                           scheduler=scheduler, block_size=block_size, engine=engine, progress=not no_progress,
+                           out_dir=None if no_write else out, resamples=resamples, bootstrap_seed=bootstrap_seed)
+
+    result = _stress_call(go)
     _compare_out(result, as_json)
 
 
@@ -202,23 +205,18 @@ def frontier(
     """Sweep one policy parameter on the same random paths: bad debt against liquidation volume per value."""
     from delever.compare import load_policy, parse_values, run_frontier
     from delever.scenario import resolve_data_dir
-    from delever.stress import StressError
 
-    try:
+    def go():
         vals = parse_values(values)
         if not policy.strip():
             raise DeleverInputError("--policy: expected a policy preset or TOML file, got nothing")
         base = load_policy(policy, option="--policy")
-        result = run_frontier(scenario, param, vals, base, resolve_data_dir(data_dir),
-                              _run_overrides(set_, paths, block_size), executor=executor, workers=workers,
-                              scheduler=scheduler, block_size=block_size, engine=engine, progress=not no_progress,
-                              out_dir=None if no_write else out, resamples=resamples, bootstrap_seed=bootstrap_seed)
-    except DeleverInputError as exc:
-        _fail(exc)
-        return
-    except StressError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=1) from None
+        return run_frontier(scenario, param, vals, base, resolve_data_dir(data_dir),
+                            _run_overrides(set_, paths, block_size), executor=executor, workers=workers,
+                            scheduler=scheduler, block_size=block_size, engine=engine, progress=not no_progress,
+                            out_dir=None if no_write else out, resamples=resamples, bootstrap_seed=bootstrap_seed)
+
+    result = _stress_call(go)
     _compare_out(result, as_json)
 
 
