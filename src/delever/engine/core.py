@@ -63,7 +63,6 @@ from delever.venues.formulas import adl_score, bankruptcy_price_with_close_fee, 
 from delever.venues.rules import VenueRules
 from delever.venues.tiers import MarginTiers
 
-_MIT_ATTR = {"dynamic_margin": "margin", "throttle": "throttle", "dutch_auction": "auction"}
 DUST_QTY = 1e-12  # base units below which a position counts as closed (float residue of partial fills)
 
 LIQ_SCHEMA = {
@@ -267,7 +266,9 @@ class CascadeEngine(DydxPath):
             "dYdX's block-limited liquidation path" if venue.dydx is not None else None)
         if own_path is not None:
             # these venues have their own margin formula and order path: nothing there to scale, throttle or auction
-            clash = [k for k in ("dynamic_margin", "throttle", "dutch_auction") if getattr(self.mit, _MIT_ATTR[k])]
+            m = self.mit
+            clash = [k for k, on in (("dynamic_margin", m.margin), ("throttle", m.throttle), ("dutch_auction", m.auction))
+                     if on is not None]
             if clash:
                 raise DeleverInputError(f"mitigations.{clash[0]}: not applicable to venue {venue.name} ({own_path}); "
                                         "use mark_smoothing or circuit_breaker")
