@@ -238,3 +238,11 @@ def test_auction_fills_at_the_auction_price_never_through_bankruptcy():
 def test_bad_mitigation_options_name_the_field(setting, field):
     with pytest.raises(DeleverInputError, match=field.replace(".", r"\.")):
         load_scenario(None, [setting])
+
+
+@pytest.mark.parametrize("venue, mitigation", [("drift", "throttle"), ("dydx-v4", "dutch_auction"),
+                                               ("drift", "dynamic_margin")])
+def test_mitigations_a_venue_path_cannot_apply_are_refused(venue, mitigation):
+    cfg = {"throttle": {"max_notional_usd": 1e6}, "dutch_auction": {}, "dynamic_margin": {"max_multiplier": 1.5}}
+    with pytest.raises(DeleverInputError, match=f"mitigations.{mitigation}: not applicable to venue {venue}"):
+        make_engine(make_book(np.random.default_rng(0), 10), venue, mitigations={mitigation: cfg[mitigation]})
