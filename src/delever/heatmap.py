@@ -93,7 +93,7 @@ from delever.cli_options import (
 from delever.errors import DeleverInputError
 from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.runner import Prepared, make_engine, path_metrics, prepare
-from delever.scenario import HistoricalDriver, Scenario, ShockDriver, resolve_path
+from delever.scenario import HistoricalDriver, Scenario, ShockDriver, resolve_path, with_klines_driver
 from delever.venues.formulas import liquidation_price_binance
 
 __all__ = [
@@ -852,17 +852,8 @@ def liquidation_heatmap(prep: Prepared, data_dir: Path, opts: HeatmapOptions,
 def _heatmap_scenario(scenario: Scenario, klines: Path | str | None, data_dir: Path, notes: list[str]) -> Scenario:
     """The scenario with the history to use: ``klines`` as a stress historical driver, or replay -> stress."""
     if klines is not None:
-        p = Path(klines)
-        if p.is_file():
-            p = p.resolve()
-        elif p.is_absolute() or not (data_dir / p).is_file():
-            raise DeleverInputError(f"--klines: kline file not found: {klines} (absolute, relative to the working "
-                                    f"directory, or to the data dir {data_dir})")
-        dump = scenario.model_dump(mode="json")
-        dump["price_driver"] = {"kind": "historical", "mode": "stress", "path": str(p), "intrabar": "ohlc"}
-        dump["market"]["start_price"] = None
         notes.append(f"price history from --klines {klines} (stress, intrabar ohlc, its own price level)")
-        return Scenario.model_validate(dump)
+        return with_klines_driver(scenario, klines, data_dir, "stress")
     drv = scenario.price_driver
     if isinstance(drv, HistoricalDriver) and drv.mode == "replay":
         notes.append("price driver switched from replay to stress mode (the feedback runs add impact)")

@@ -84,7 +84,7 @@ from delever.heatmap import QUANTILES, EnsembleSpread, _run_jobs, perturbed_scen
 from delever.paths import PricePath, historical_path
 from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.runner import Prepared, make_engine, path_metrics, prepare
-from delever.scenario import HistoricalDriver, Scenario, config_hash, resolve_path
+from delever.scenario import HistoricalDriver, Scenario, config_hash, resolve_path, with_klines_driver
 
 __all__ = [
     "TRADE_BAR_SPOT_COLUMNS",
@@ -240,16 +240,7 @@ def replay_inputs(scenario: Scenario, data_dir: Path,
     """
     notes: list[str] = []
     if klines is not None:
-        p = Path(klines)
-        if p.is_file():
-            p = p.resolve()
-        elif p.is_absolute() or not (data_dir / p).is_file():
-            raise DeleverInputError(f"--klines: price file not found: {klines} (absolute, relative to the working "
-                                    f"directory, or to the data dir {data_dir})")
-        dump = scenario.model_dump(mode="json")
-        dump["price_driver"] = {"kind": "historical", "mode": "replay", "path": str(p), "intrabar": "ohlc"}
-        dump["market"]["start_price"] = None
-        scenario = Scenario.model_validate(dump)
+        scenario = with_klines_driver(scenario, klines, data_dir, "replay")
         notes.append(f"price history from --klines {klines} (replay, intrabar ohlc, its own price level)")
     drv = scenario.price_driver
     if not isinstance(drv, HistoricalDriver):

@@ -522,6 +522,27 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
     return validate_scenario(apply_overrides(raw, overrides or []), str(src))
 
 
+def with_klines_driver(scenario: Scenario, klines: str | Path, data_dir: Path, mode: str) -> Scenario:
+    """``scenario`` driven by the kline file ``klines`` (intrabar ``ohlc``, at the file's own price level).
+
+    ``klines`` is absolute, relative to the working directory, or relative to ``data_dir``; ``mode`` is the
+    driver mode (``"stress"`` or ``"replay"``). Used by the ``--klines`` option of heatmap and replay.
+
+    Raises:
+        DeleverInputError: the file does not exist.
+    """
+    p = Path(klines)
+    if p.is_file():
+        p = p.resolve()
+    elif p.is_absolute() or not (data_dir / p).is_file():
+        raise DeleverInputError(f"--klines: price file not found: {klines} (absolute, relative to the working "
+                                f"directory, or to the data dir {data_dir})")
+    dump = scenario.model_dump(mode="json")
+    dump["price_driver"] = {"kind": "historical", "mode": mode, "path": str(p), "intrabar": "ohlc"}
+    dump["market"]["start_price"] = None
+    return Scenario.model_validate(dump)
+
+
 def config_hash(scenario: Scenario, venue_rules: BaseModel | None = None) -> str:
     """SHA-256 (hex, first 16 chars) of the canonical JSON of the scenario and its resolved venue rules."""
     payload = {"scenario": scenario.model_dump(mode="json")}

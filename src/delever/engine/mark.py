@@ -22,6 +22,13 @@ from collections import deque
 from delever.venues.bitmex import fair_price
 
 
+def window_pop(samples: deque, window_s: float) -> None:
+    """Drop the oldest ``(duration_s, value)`` samples that lie wholly outside the last ``window_s`` seconds."""
+    span = sum(d for d, _ in samples)
+    while samples and span - samples[0][0] >= window_s:
+        span -= samples.popleft()[0]
+
+
 class MarkPrice:
     """Stateful mark price for one instrument.
 
@@ -84,6 +91,4 @@ class MarkPrice:
         basis = last - index
         self._ema = self._ema_with(dt_s, basis)
         self._samples.append((dt_s, basis))
-        span = sum(d for d, _ in self._samples)
-        while self._samples and span - self._samples[0][0] >= self.window_s:
-            span -= self._samples.popleft()[0]
+        window_pop(self._samples, self.window_s)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from delever.engine.mark import window_pop
 from delever.errors import DeleverInputError
 from delever.scenario import (
     CircuitBreaker,
@@ -28,13 +29,6 @@ from delever.scenario import (
 from delever.venues.tiers import MarginTiers
 
 SECONDS_PER_YEAR = 365.0 * 86_400.0
-
-
-def _window_pop(samples: deque, window_s: float) -> None:
-    """Drop the oldest (duration, value) samples that lie wholly outside the last ``window_s`` seconds."""
-    span = sum(d for d, _ in samples)
-    while samples and span - samples[0][0] >= window_s:
-        span -= samples.popleft()[0]
 
 
 class SmoothedMark:
@@ -74,7 +68,7 @@ class SmoothedMark:
             self._ema = raw_mark if self._ema is None else self.value(raw_mark, index, last, dt_s)
         elif self.cfg.method == "twap":
             self._samples.append((dt_s, raw_mark))
-            _window_pop(self._samples, self.cfg.span_s)
+            window_pop(self._samples, self.cfg.span_s)
 
 
 @dataclass
@@ -169,7 +163,7 @@ class VolatilityMargin:
         """Add the step's index; return True when the multiplier changed (the tiers must be rescaled)."""
         if self._last_index is not None and index > 0 and self._last_index > 0:
             self._returns.append((dt_s, math.log(index / self._last_index) ** 2))
-            _window_pop(self._returns, self.cfg.window_s)
+            window_pop(self._returns, self.cfg.window_s)
         self._last_index = index
         span = sum(d for d, _ in self._returns)
         vol = math.sqrt(sum(r for _, r in self._returns) / span * SECONDS_PER_YEAR) if span > 0 else 0.0
