@@ -1,0 +1,114 @@
+"""Tiered maintenance margin over several instruments: Binance USD-M cross, Hyperliquid cross, Bybit / OKX tiers.
+
+Per position ``MM = notional x MMR_tier - maint_amount_tier`` with the instrument's own brackets
+(``delever.venues.tiers.MarginTiers``; Binance leverage brackets, Hyperliquid margin tiers with
+``MMR = 1 / (2 x max leverage)``); the margin group's requirement is the sum over its positions and its equity the
+collateral value plus every position's unrealized PnL at mark (venue-mechanics.md section 1: "Cross = account level;
+isolated = per position"; section 4: Hyperliquid "Account equity (cross) or isolated margin + uPnL < MM").
+Initial margin is ``notional / max leverage of the tier``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from delever.errors import DeleverInputError
+from delever.model.accounts import AccountBook
+from delever.risk.base import (
+    GroupRisk,
+    Prices,
+    collateral_value_usd,
+    group_sum,
+    position_notional_usd,
+    position_upnl_usd,
+)
+from delever.venues.tiers import MarginTiers
+
+
+@dataclass
+class TieredRisk:
+    """Tiered MMR per instrument, summed over each margin group.
+
+    Args:
+        tiers: One ``MarginTiers`` per instrument code (notional floors in USD).
+        haircut: float64 ``(K,)`` collateral haircut per asset (Binance Multi-Assets mode), None for none.
+        name: Model name for reports.
+    """
+
+    tiers: tuple[MarginTiers, ...]
+    haircut: np.ndarray | None = None
+    name: str = "tiered"
+
+    def __post_init__(self) -> None:
+        if not self.tiers:
+            raise DeleverInputError("tiered risk model: one tier table per instrument is required")
+
+    def position_requirement(self, instrument: np.ndarray, qty: np.ndarray, price: np.ndarray,
+                             asset_usd: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+        """Maintenance and initial requirement (USD) of positions at ``price`` (linear contracts).
+
+        Args:
+            instrument: int32 ``(P,)``. qty: float64 ``(P,)`` signed base units. price: float64 ``(P,)``.
+            asset_usd: USD price of the settlement asset (scalar or ``(P,)``).
+        """
+        notional = np.abs(qty) * price
+        mm = np.empty(notional.size)
+        im = np.empty(notional.size)
+        for code in np.unique(instrument):
+            m = instrument == code
+            t = self.tiers[int(code)]
+            mm[m] = t.maintenance_margin(notional[m])
+            im[m] = notional[m] / t.max_leverage_for(notional[m])
+        scale = np.asarray(asset_usd, dtype=np.float64)
+        return mm * scale, im * scale
+
+    def evaluate(self, book: AccountBook, prices: Prices) -> GroupRisk:
+        """Equity and requirements per margin group; see the module docstring."""
+        ins = book.pos_instrument
+        settle_usd = prices.asset_usd[book.registry.settle_code[ins]]
+        mm, im = self.position_requirement(ins, book.pos_qty, prices.mark[ins], settle_usd)
+        closed = book.pos_qty == 0
+        mm[closed] = 0.0
+        im[closed] = 0.0
+        upnl = position_upnl_usd(book, prices)
+        equity = collateral_value_usd(book, prices, self.haircut) + group_sum(book, upnl)
+        return GroupRisk(equity, group_sum(book, mm), group_sum(book, im), upnl, mm, position_notional_usd(book, prices))
+
+    def liquidation_price(self, book: AccountBook, prices: Prices) -> np.ndarray:
+        """Price of each position's instrument at which its margin group reaches maintenance, others fixed.
+
+        Binance's cross formula (venue-mechanics.md section 1):
+        ``LP = (WB - TMM' + uPnL' + cum - side Q EP) / (Q MMR - side Q)`` where ``TMM'`` and ``uPnL'`` belong to
+        the group's *other* positions; recomputed with the bracket the price lands in. NaN where no price in
+        ``(0, inf)`` reaches maintenance (a long that cannot be liquidated, a closed position). Linear
+        contracts settled in a 1-USD asset.
+
+        Returns:
+            float64 ``(P,)``.
+        """
+        r = self.evaluate(book, prices)
+        q = np.abs(book.pos_qty)
+        side = np.sign(book.pos_qty)
+        ep = book.pos_entry_price
+        others = (r.equity_usd[book.pos_group] - r.pos_upnl_usd) - (r.maint_usd[book.pos_group] - r.pos_maint_usd)
+        lp = np.full(q.size, np.nan)
+        for code in np.unique(book.pos_instrument):
+            m = (book.pos_instrument == code) & (q > 0)
+            if not m.any():
+                continue
+            t = self.tiers[int(code)]
+            # try each bracket, keep the solution that lands inside it
+            for k in range(t.mmr.size):
+                denom = q[m] * t.mmr[k] - side[m] * q[m]
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    cand = (others[m] + t.maint_amount_usd[k] - side[m] * q[m] * ep[m]) / denom
+                notional = q[m] * cand
+                upper = t.floor_usd[k + 1] if k + 1 < t.floor_usd.size else np.inf
+                inside = (cand > 0) & (notional > t.floor_usd[k]) & (notional <= upper) & np.isfinite(cand)
+                if k == 0:
+                    inside |= (cand > 0) & (notional <= upper) & np.isfinite(cand)
+                idx = np.flatnonzero(m)[inside]
+                lp[idx] = np.where(np.isnan(lp[idx]), cand[inside], lp[idx])
+        return lp
