@@ -318,7 +318,7 @@ class AccountEngine:
         longs = sides > 0
         np.add.at(self.per.liquidated_long_usd, ins[longs], notional[longs])
         np.add.at(self.per.liquidated_short_usd, ins[~longs], notional[~longs])
-        np.add.at(self.per.liquidation_count, ins, 1)
+        self._round_liquidated.append(pos)
         accts = b.group_account[g]
         for a, i in zip(accts.tolist(), ins.tolist(), strict=True):
             self.totals.instruments_liquidated.setdefault(a, set()).add(i)
@@ -372,9 +372,18 @@ class AccountEngine:
         self._credit("liquidation_pnl", F, realized, MARKET)
         fee = np.zeros(F.size)
         if self.liq.clearance_fee_rate > 0:
-            r2 = self.risk.evaluate(b, self._prices())
-            room = np.maximum(r2.equity_usd[b.pos_group[F]], 0.0)
-            fee = np.minimum(self.liq.clearance_fee_rate * nf, room)
+            # out of the wallet (settlement-asset balance) after the realized PnL, never below zero
+            room = np.maximum(b.balance[b.pos_group[F], self.settle[F]], 0.0)
+            want = self.liq.clearance_fee_rate * nf
+            # positions of one group share its wallet: in order, each takes what the earlier ones left
+            g = b.pos_group[F]
+            o = np.lexsort((np.arange(F.size), g))
+            cum = np.cumsum(want[o])
+            first = np.r_[True, g[o][1:] != g[o][:-1]]
+            before = cum - want[o]
+            before -= before[np.flatnonzero(first)][np.cumsum(first) - 1]
+            fee = np.empty(F.size)
+            fee[o] = np.clip(room[o] - before, 0.0, want[o])
             self._credit("clearance_fee", F, -fee, self.party)
         b.pos_qty[F] = np.where(fqf >= np.abs(b.pos_qty[F]) - DUST_QTY, 0.0, b.pos_qty[F] - sgn * fqf)
         np.add.at(self.per.market_net_bought_qty, b.pos_instrument[F], -sgn * fqf)
@@ -494,6 +503,9 @@ class AccountEngine:
         r = self.risk.evaluate(b, self._prices())
         liq_groups = np.flatnonzero(r.liquidatable)
         progress = 0.0
+        self._round_liquidated: list[np.ndarray] = []
+        if liq_groups.size == 0:   # nothing to liquidate: the backstop is checked again at the end of the step
+            return False
         if liq_groups.size:
             self.totals.liquidated_accounts.update(b.group_account[liq_groups].tolist())
             if self.liq.backstop_below_mm_fraction > 0:
@@ -510,6 +522,9 @@ class AccountEngine:
                     still = liq_groups[r2.liquidatable[liq_groups]]
                     if still.size:
                         progress += self._takeover(step, rnd, t, still, r2, at_mark=self.bs_rule.takeover_price == "mark")
+        if self._round_liquidated:   # one liquidation event per position per round (an order and its takeover)
+            done = np.unique(np.concatenate(self._round_liquidated))
+            np.add.at(self.per.liquidation_count, b.pos_instrument[done], 1)
         progress += self._backstop_checks(step, rnd, t)
         return progress > 0
 
