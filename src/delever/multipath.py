@@ -342,9 +342,16 @@ def _check_same_grid(parts: list[_Bars], allow_empty: bool) -> np.ndarray:
             missing = np.setdiff1d(grid, have)
             if missing.size:
                 t = int(missing[0])
+                first, last = int(have[0]), int(have[-1])
+                if t < first:
+                    where = f"row {b.row_of(first)}: first bar {format_utc_ms(first)} starts after"
+                elif t > last:
+                    where = f"row {b.row_of(last)}: last bar {format_utc_ms(last)} ends before"
+                else:
+                    where = f"row {b.row_of(t)}: no bar at"
                 raise DeleverInputError(
-                    f"{b.path}: row {b.row_of(t)}: no bar at {format_utc_ms(t)} that other instruments have "
-                    f"(window {format_utc_ms(lo)} to {format_utc_ms(hi)}); instruments must share the same timestamps"
+                    f"{b.path}: {where} {format_utc_ms(t)}, which other instruments have (window "
+                    f"{format_utc_ms(lo)} to {format_utc_ms(hi)}); instruments must share the same timestamps"
                 )
             t = int(np.setdiff1d(have, grid)[0])  # off the common grid (e.g. bars opening at :30 s)
             raise DeleverInputError(f"{b.path}: row {b.row_of(t)}: bar {format_utc_ms(t)} outside the common grid")
