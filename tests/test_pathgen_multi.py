@@ -251,3 +251,19 @@ def test_real_13_coin_fit_is_positive_definite():
     prices = generate_correlated("t_copula", np.ones(13), fit.sigma_annual, fit.t_copula_correlation, 30, 60.0,
                                  _seeds(0, 2), dof=fit.t_copula_dof)
     assert np.all(np.isfinite(prices)) and np.all(prices > 0)
+
+
+def test_real_btc_crash_shape_drives_the_other_coins():
+    paths = oct10_2025_paths(DATA)
+    if not all(p.exists() for p in paths.values()):
+        pytest.skip("real data not available")
+    from delever.multipath import load_historical_multi
+
+    btc = load_historical_multi({"BTC": paths["BTC"]}, intrabar="close")
+    shape = np.log(btc.price[:, 0] / btc.price[0, 0])
+    assert btc.price[:, 0].min() == 103_441.3  # lowest 1-minute close (the 21:20 low, 101,516.5, is intrabar)
+    r = minute_log_returns_multi({c: paths[c] for c in ("BTC", "SOL", "XRP", "ADA")})
+    b = estimate_betas(r.log_return, 0, r.instruments)
+    p = common_factor_crash(shape, b.beta, b.idio_sigma_step, 20.0, 0.2, _seeds(3, 50), start_prices=np.ones(4))
+    assert p.shape == (50, shape.size, 4) and np.all(np.isfinite(p)) and np.all(p > 0)
+    assert np.all(np.abs(np.log(p[:, :, 0]).min(axis=1)) <= abs(math.log(0.01)) + 1e-12)
