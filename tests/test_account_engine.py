@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from account_helpers import components, make_engine, random_book
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from account_helpers import components, make_engine, random_book
 from delever.risk import Prices, TieredRisk
-from delever.venues.rules import load_venue
 
 VENUES = ["binance-usdm", "hyperliquid"]
 POLICIES = ["queue", "pro_rata", "capped_pro_rata", "risk_aware_pro_rata"]
