@@ -181,3 +181,23 @@ def test_real_window_eleven_coins_and_the_refused_thirteen():
     # All 13 share the minutes 21:23-22:20 (after ETH's last empty minute, before ENA's).
     m13 = load_historical_multi(paths, start="2025-10-10 21:22", end="2025-10-10 22:21")
     assert m13.price.shape == (60, 13)
+
+
+def test_empty_bars_last_trade_holds_the_previous_close():
+    """ETH (Gemini bars from trades) has minutes without trades: refused by default, held at the last trade on request."""
+    from delever.multipath import load_historical_multi, oct10_2025_paths
+
+    data = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+    if not (data / "oct10-2025-coins").is_dir():
+        pytest.skip("shared data not available")
+    paths = oct10_2025_paths(data, ["BTC", "ETH"])
+    with pytest.raises(DeleverInputError, match="no trade"):
+        load_historical_multi(paths)
+    mp = load_historical_multi(paths, empty_bars="last_trade")
+    eth = mp.price[:, 1]
+    assert np.isfinite(eth).all() and mp.price.shape[0] == 122
+    # 20:39 held at the 20:38 close: two equal consecutive closes (t index 9 -> 10 bars from 20:30)
+    assert eth[10] == eth[9]
+    assert any("held at the last trade price" in n for n in mp.notes)
+    with pytest.raises(DeleverInputError, match="empty_bars"):
+        load_historical_multi(paths, empty_bars="interpolate")

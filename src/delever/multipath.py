@@ -358,14 +358,36 @@ def _check_same_grid(parts: list[_Bars], allow_empty: bool) -> np.ndarray:
     return grid
 
 
+def _flat_bars_at(bars: Klines, open_ms: list[int], path: str) -> Klines:
+    """``bars`` with a flat zero-volume bar at each of ``open_ms`` (minutes without trades): O=H=L=C = previous close.
+
+    Raises:
+        DeleverInputError: a minute without trades before the window's first bar (no previous trade to hold).
+    """
+    t = np.concatenate([bars.open_time_ms, np.asarray(open_ms, np.int64)])
+    o = np.argsort(t, kind="stable")
+    is_new = np.r_[np.zeros(len(bars), bool), np.ones(len(open_ms), bool)][o]
+    if is_new[0]:
+        raise DeleverInputError(f"{path}: the window opens on a minute without trades; no last trade price to hold")
+    close = np.concatenate([bars.close, np.full(len(open_ms), np.nan)])[o]
+    idx = np.where(~is_new, np.arange(close.size), 0)
+    np.maximum.accumulate(idx, out=idx)
+    held = close[idx]
+    def col(a: np.ndarray, fill: np.ndarray | float) -> np.ndarray:
+        return np.where(is_new, fill, np.concatenate([a, np.zeros(len(open_ms))])[o])
+    return Klines(t[o], col(bars.open, held), col(bars.high, held), col(bars.low, held), held, col(bars.volume, 0.0),
+                  col(bars.quote_volume, 0.0), col(bars.taker_buy_volume, 0.0), bars.interval_ms, bars.path)
+
+
 def load_historical_multi(
     paths: Mapping[str, Path | str],
     start: str | None = None,
     end: str | None = None,
     intrabar: str = "close",
     mode: str = "replay",
+    empty_bars: str = "refuse",
 ) -> MultiPricePath:
-    """Read one kline file per instrument and align them on one time grid (nothing filled).
+    """Read one kline file per instrument and align them on one time grid (nothing filled unless asked).
 
     Each file is read by :func:`delever.data.trade_bars.read_bars_with_empty` (Binance Vision klines
     through :func:`delever.data.klines.read_klines`, or group-B bars built from trades) and its path built
@@ -382,6 +404,9 @@ def load_historical_multi(
         end: UTC ``'YYYY-MM-DD HH:MM[:SS]'``; keep bars with ``open_time < end``.
         intrabar: ``"close"`` or ``"ohlc"`` (see :func:`delever.paths.historical_path`).
         mode: ``"replay"`` (observed mark) or ``"stress"`` (exogenous component).
+        empty_bars: ``"refuse"`` (default) or ``"last_trade"``: a minute without trades (bars built from trades)
+            becomes a flat bar at the previous close, the last traded price, with zero volume; each such minute is
+            listed in the path's ``notes``. Not a price invented between trades: no trade happened.
 
     Returns:
         :class:`MultiPricePath`, ``T = K + 1`` (close) or ``4 K + 1`` (ohlc) points for ``K`` bars.
@@ -392,10 +417,20 @@ def load_historical_multi(
             minute without trades in the window (file, row); bad ``intrabar``/``mode``.
     """
     parts = _read_window(paths, start, end)
+    if empty_bars not in ("refuse", "last_trade"):
+        raise DeleverInputError(f"empty_bars: expected 'refuse' or 'last_trade', got {empty_bars!r}")
+    filled: list[str] = []
+    if empty_bars == "last_trade":
+        for b in parts:
+            if b.empty:
+                b.bars = _flat_bars_at(b.bars, [t for _, t in b.empty], str(b.path))
+                filled.append(f"{b.instrument}: {len(b.empty)} minute(s) without trades held at the last trade price "
+                              f"({', '.join(format_utc_ms(t)[11:16] for _, t in b.empty)} UTC, {b.path.name})")
+                b.empty = []
     grid = _check_same_grid(parts, allow_empty=False)
     cols = [historical_path(b.bars, intrabar, mode) for b in parts]
     t_s = cols[0].t_s
-    notes = tuple(n for b in parts for n in b.notes)
+    notes = tuple(n for b in parts for n in b.notes) + tuple(filled)
     return MultiPricePath(
         instruments=tuple(b.instrument for b in parts),
         t_s=t_s,

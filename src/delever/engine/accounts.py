@@ -221,15 +221,21 @@ class AccountEngine:
     def bankruptcy_prices(self, pos: np.ndarray, r: GroupRisk) -> np.ndarray:
         """Bankruptcy price of positions ``pos``: the group's equity allotted pro rata to maintenance.
 
-        ``bp_j = mark_j - side_j E_g (mm_j / MM_g) / |q_j|`` (module docstring); float64 ``(len(pos),)``.
+        ``bp_j = mark_j - side_j E_g w_j / |q_j|`` with ``w_j = mm_j / MM_g`` (module docstring), computed as
+        ``entry_j - side_j (C_g w_j + (U_g - u_j) w_j - u_j (1 - w_j)) / |q_j|`` (``C`` collateral, ``U`` the group's
+        unrealized PnL, ``u_j`` the position's), which is the classic ``entry - side x collateral / qty`` to the last
+        bit for a group of one position. float64 ``(len(pos),)``.
         """
-        g = self.b.pos_group[pos]
-        q = self.b.pos_qty[pos]
+        b = self.b
+        g = b.pos_group[pos]
+        q = b.pos_qty[pos]
         mm_g = r.maint_usd[g]
-        share = np.where(mm_g > 0, r.pos_maint_usd[pos] / np.where(mm_g > 0, mm_g, 1.0), 0.0)
-        m = self.mark[self.b.pos_instrument[pos]]
+        w = np.where(mm_g > 0, r.pos_maint_usd[pos] / np.where(mm_g > 0, mm_g, 1.0), 0.0)
+        upnl_g = np.bincount(b.pos_group, weights=r.pos_upnl_usd, minlength=b.n_groups)
+        coll = r.collateral_usd if r.collateral_usd is not None else r.equity_usd - upnl_g
+        u = r.pos_upnl_usd[pos]
         with np.errstate(divide="ignore", invalid="ignore"):
-            return m - np.sign(q) * r.equity_usd[g] * share / np.abs(q)
+            return b.pos_entry_price[pos] - np.sign(q) * (coll[g] * w + (upnl_g[g] - u) * w - u * (1.0 - w)) / np.abs(q)
 
     # ------------------------------------------------------------------ backstop
     def _backstop_trade(self, ins: int, signed_qty: float, price: float, kind: str) -> None:
@@ -323,11 +329,13 @@ class AccountEngine:
         for a, i in zip(accts.tolist(), ins.tolist(), strict=True):
             self.totals.instruments_liquidated.setdefault(a, set()).add(i)
 
-    def _orders(self, pos: np.ndarray, r: GroupRisk, t: float) -> np.ndarray:
-        """Order size (positive, quantity units) of each position of the liquidatable groups."""
+    def _orders(self, pos: np.ndarray, r: GroupRisk, t: float) -> tuple[np.ndarray, np.ndarray]:
+        """Order size (positive, quantity units) of each position of the liquidatable groups, and whether the
+        order is a planned partial (step-down or partial chunk) rather than a full close."""
         b, rule = self.b, self.liq
         q = np.abs(b.pos_qty[pos])
         order = q.copy()
+        planned = np.zeros(pos.size, bool)
         ins = b.pos_instrument[pos]
         notional = self.reg.notional_usd(ins, q, self.mark[ins])
         if rule.step_down_tiers:
@@ -340,13 +348,15 @@ class AccountEngine:
                     down = k >= 1
                     idx = np.flatnonzero(m)[down]
                     order[idx] = q[idx] - tt.floor_usd[k[down]] / self.mark[i]
+                    planned[idx] = True
         if rule.partial_threshold_usd > 0 and rule.partial_fraction < 1:
             big = (notional > rule.partial_threshold_usd) & (self.cooldown_until[pos] <= t)
             order[big] = q[big] * rule.partial_fraction
+            planned |= big
             self.cooldown_until[pos[big]] = t + rule.partial_cooldown_s
-        return np.clip(order, 0.0, q)
+        return np.clip(order, 0.0, q), planned
 
-    def _fill_orders(self, step, rnd, t, pos: np.ndarray, order: np.ndarray, r: GroupRisk) -> float:
+    def _fill_orders(self, step, rnd, t, pos: np.ndarray, order: np.ndarray, planned: np.ndarray, r: GroupRisk) -> float:
         """Send the orders into each instrument's depth at the bankruptcy limit; realize PnL, charge the fee."""
         b = self.b
         bp = self.bankruptcy_prices(pos, r)
@@ -368,7 +378,7 @@ class AccountEngine:
         fqf, nf = fq[filled], notional[filled]
         sgn = np.sign(b.pos_qty[F])
         px = nf / fqf
-        realized = self.reg.pnl_settle(b.pos_instrument[F], sgn * fqf, b.pos_entry_price[F], px)
+        realized = self.reg.pnl_from_fill(b.pos_instrument[F], sgn * fqf, b.pos_entry_price[F], nf)
         self._credit("liquidation_pnl", F, realized, MARKET)
         fee = np.zeros(F.size)
         if self.liq.clearance_fee_rate > 0:
@@ -389,7 +399,7 @@ class AccountEngine:
         np.add.at(self.per.market_net_bought_qty, b.pos_instrument[F], -sgn * fqf)
         slip = np.maximum(sgn * (fqf * self.mark[b.pos_instrument[F]] - nf), 0.0)
         self.totals.trader_liquidation_loss_usd += float((fee + slip).sum())
-        kind = np.where(b.pos_qty[F] != 0, "partial", "market")
+        kind = np.where(planned[filled] & (b.pos_qty[F] != 0), "partial", "market")
         self._record_liq(step, rnd, t, F, kind, fqf, px, bp[filled], fee, r, sgn.astype(np.int8))
         return float(fqf.sum())
 
@@ -515,8 +525,8 @@ class AccountEngine:
                     liq_groups = np.setdiff1d(liq_groups, deep, assume_unique=True)
             if liq_groups.size:
                 pos = np.flatnonzero(np.isin(b.pos_group, liq_groups) & (b.pos_qty != 0))
-                order = self._orders(pos, r, t)
-                progress += self._fill_orders(step, rnd, t, pos, order, r)
+                order, planned = self._orders(pos, r, t)
+                progress += self._fill_orders(step, rnd, t, pos, order, planned, r)
                 if self.liq.takeover_after_orders:
                     r2 = self.risk.evaluate(b, self._prices())
                     still = liq_groups[r2.liquidatable[liq_groups]]

@@ -182,6 +182,21 @@ class InstrumentRegistry:
             coin = qty * cs * (1.0 / entry - 1.0 / price)
         return np.where(inv, coin, lin)
 
+    def pnl_from_fill(self, instrument: np.ndarray, qty: np.ndarray, entry: np.ndarray,
+                      notional_quote: np.ndarray) -> np.ndarray:
+        """PnL (settlement asset) realized by closing ``qty`` (signed: the closed position's sign) for ``notional_quote``.
+
+        Linear: ``sign(qty) x (notional - |qty| x cs x entry)``, the fill's quote value against its entry value, with
+        no division by the fill quantity (the VWAP stays implicit). Inverse contracts are not filled through quote
+        notional here (NaN).
+
+        Returns:
+            float64 ``(P,)``.
+        """
+        cs = self.contract_size[instrument]
+        lin = np.sign(qty) * (notional_quote - np.abs(qty) * cs * entry)
+        return np.where(self.inverse[instrument], np.nan, lin)
+
     def notional_settle(self, instrument: np.ndarray, qty: np.ndarray, price: np.ndarray) -> np.ndarray:
         """Absolute notional in the settlement asset: linear ``|qty| cs price``, inverse ``|qty| cs / price``."""
         cs = self.contract_size[instrument]

@@ -51,6 +51,8 @@ class GroupRisk:
         pos_upnl_usd: float64 ``(P,)`` unrealized PnL of each position at mark, USD.
         pos_maint_usd: float64 ``(P,)`` maintenance requirement of each position, USD (sums to ``maint_usd``).
         pos_notional_usd: float64 ``(P,)`` absolute notional at mark, USD.
+        collateral_usd: float64 ``(G,)`` collateral value (after haircuts) without unrealized PnL, USD, when the
+            model separates it (``equity_usd - sum of pos_upnl_usd`` otherwise).
     """
 
     equity_usd: np.ndarray
@@ -59,6 +61,7 @@ class GroupRisk:
     pos_upnl_usd: np.ndarray
     pos_maint_usd: np.ndarray
     pos_notional_usd: np.ndarray
+    collateral_usd: np.ndarray | None = None
 
     @property
     def liquidatable(self) -> np.ndarray:

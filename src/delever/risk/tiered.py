@@ -74,8 +74,9 @@ class TieredRisk:
         mm[closed] = 0.0
         im[closed] = 0.0
         upnl = position_upnl_usd(book, prices)
-        equity = collateral_value_usd(book, prices, self.haircut) + group_sum(book, upnl)
-        return GroupRisk(equity, group_sum(book, mm), group_sum(book, im), upnl, mm, position_notional_usd(book, prices))
+        collateral = collateral_value_usd(book, prices, self.haircut)
+        return GroupRisk(collateral + group_sum(book, upnl), group_sum(book, mm), group_sum(book, im), upnl, mm,
+                         position_notional_usd(book, prices), collateral)
 
     def liquidation_price(self, book: AccountBook, prices: Prices) -> np.ndarray:
         """Price of each position's instrument at which its margin group reaches maintenance, others fixed.
