@@ -436,3 +436,29 @@ def test_balanced_book_payments_sum_to_zero(longs, weights, price, rate):
     gross = math.fsum(np.abs(pay))
     residue = math.fsum(q) * price * rate
     assert abs(math.fsum(pay) + residue) <= 1e-12 * max(gross, 1e-300)
+
+
+def test_unix_epoch_times_settle_on_the_utc_grid():
+    # Runs on wall-clock seconds: Binance settles at 00:00, 08:00, 16:00 UTC; 0.1 s steps do not sum exactly.
+    start = 1_760_054_400.0 + 1234.5          # 2025-10-10 00:20:34.5 UTC
+    first = math.ceil(start / 28_800.0) * 28_800.0
+    clock = FundingClock(BINANCE, start_s=start, first_funding_s=first, prior_premium_index=0.0001)
+    t, out = start, []
+    while t < first + 2 * 28_800.0:
+        dt = 0.1 if t < start + 30.0 else 60.0
+        t += dt
+        clock.observe(t, dt, 0.0001)
+        out += clock.settle(t)
+    assert [s.time_s for s in out] == [first, first + 28_800.0, first + 57_600.0]
+    assert all(s.samples == 5760 for s in out)
+    clock.observe(t + 5.0, 5.0, 0.0)  # a step starting right at the last settlement is accepted
+
+
+def test_observe_right_after_a_settlement_at_the_boundary():
+    clock = FundingClock(HL)
+    clock.observe(3600.0, 3600.0, 0.001)
+    assert len(clock.settle(3600.0)) == 1
+    clock.observe(3600.0 + 0.1 * 3, 0.1 * 3, 0.001)
+    assert clock.average_premium() == 0.0  # (3600, 3600.3] holds no 5-second sample instant
+    clock.observe(3605.0, 3605.0 - 3600.3, 0.002)
+    assert clock.average_premium() == 0.002

@@ -57,8 +57,10 @@ rest of the market); its balance after a settlement is ``-sum(payments)``.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -88,7 +90,12 @@ METHODS = ("premium_clamp", "premium_plus_interest", "drift")
 AVERAGINGS = ("uniform", "linear", "drift_twap")
 PAYMENT_PRICES = ("mark", "oracle")
 DAY_S = 86_400.0
-_EPS = 1e-9  # seconds: slack when a float time lands on a boundary or a sample instant
+_EPS = 1e-9  # fraction of a sample slot counted as "on" a sample instant
+
+
+def _tol_s(t: float) -> float:
+    """Slack (seconds) for a float time that should land on a boundary: a few ulps of t, at least 1 ns."""
+    return 1e-12 * max(1e3, abs(t))
 
 
 @dataclass(frozen=True)
@@ -243,7 +250,7 @@ class FundingClock:
         self.rule = rule
         self.start_s = float(start_s)
         first = self.start_s + rule.interval_s if first_funding_s is None else float(first_funding_s)
-        if not (self.start_s < first <= self.start_s + rule.interval_s + _EPS):
+        if not (self.start_s < first <= self.start_s + rule.interval_s + _tol_s(first)):
             raise ValueError(f"first_funding_s ({first!r}) must lie in (start_s, start_s + interval_s] = "
                              f"({self.start_s:g}, {self.start_s + rule.interval_s:g}]")
         self.first_funding_s = first
@@ -275,15 +282,17 @@ class FundingClock:
 
     def _interval_of(self, t: float, left_open: bool) -> int:
         # Interval m holds (T_m - I, T_m]; a left end exactly on T_m belongs to m + 1.
-        u = (t - self.first_funding_s) / self.rule.interval_s
-        return int(math.floor(u + _EPS / self.rule.interval_s)) + 1 if left_open else int(math.ceil(u - _EPS / self.rule.interval_s))
+        tol = _tol_s(t)
+        if left_open:
+            return int(math.floor((t + tol - self.first_funding_s) / self.rule.interval_s)) + 1
+        return int(math.ceil((t - tol - self.first_funding_s) / self.rule.interval_s))
 
     def _accumulate(self, m: int, lo: float, hi: float, p: float) -> None:
         """Add the samples of interval ``m`` that lie in ``(lo, hi]`` with premium ``p``."""
         dt = self.rule.sample_interval_s
         s = self.boundary(m) - self.rule.interval_s
-        k_lo = min(max(int(math.floor((lo - s) / dt + _EPS)), 0), self._n)
-        k_hi = min(max(int(math.floor((hi - s) / dt + _EPS)), 0), self._n)
+        k_lo = min(max(int(math.floor((lo + _tol_s(lo) - s) / dt + _EPS)), 0), self._n)
+        k_hi = min(max(int(math.floor((hi + _tol_s(hi) - s) / dt + _EPS)), 0), self._n)
         count = k_hi - k_lo
         if count <= 0:
             return
@@ -306,7 +315,7 @@ class FundingClock:
             self._twap = (p * since + self._twap * from_start) / (since + from_start)
         acc = self._acc.setdefault(m, [0.0, 0.0, 0])
         acc[2] += 1
-        if abs(hi - self.boundary(m)) <= _EPS:
+        if abs(hi - self.boundary(m)) <= _tol_s(hi):
             self._twap_at[m] = self._twap
 
     # ------------------------------------------------------------------ public API
@@ -328,7 +337,7 @@ class FundingClock:
         if dt < 0:
             raise ValueError(f"observe: dt_s must be >= 0, got {dt_s!r}")
         lo = t - dt
-        if lo < self._t_last - _EPS:
+        if lo < self._t_last - _tol_s(lo):
             raise ValueError(f"observe: step ({lo:g}, {t:g}] starts before the last observed or settled time {self._t_last:g}")
         if dt == 0:
             return
@@ -378,7 +387,7 @@ class FundingClock:
         if not math.isfinite(t):
             raise ValueError(f"settle: t_s must be finite, got {t_s!r}")
         out: list[FundingSettlement] = []
-        while self.boundary(self._next_m) <= t + _EPS:
+        while self.boundary(self._next_m) <= t + _tol_s(t):
             m = self._next_m
             avg = self.average_premium(m)
             acc = self._acc.pop(m, None)
@@ -445,34 +454,61 @@ def impact_price(side: SideCurve, reference_price: float, impact_notional_usd: f
         raise ValueError(f"reference_price must be finite and > 0, got {reference_price!r}")
     if not (math.isfinite(n) and n >= 0) or not (math.isfinite(d0) and d0 >= 0):
         raise ValueError(f"impact_notional_usd and displacement must be finite and >= 0, got {n!r}, {d0!r}")
-    s = float(side.sign)
-    c0 = float(side.qty_within(d0))
-    if n == 0.0:
-        x0 = float(side.x_for_qty(c0))
-        return m * (1.0 + s * x0) if math.isfinite(x0) else math.nan
-    knots = side.x
-    g_knots = side.price_factor_integral(0.0, knots)
-    target = float(side.price_factor_integral(0.0, d0)) + n / m
-    k = max(int(np.searchsorted(g_knots, target, side="right")) - 1, int(np.searchsorted(knots, d0, side="right")) - 1)
-    last = knots.size - 1
-    if k < last:
-        a, rho = float(knots[k]), float(side.density[k])
-    else:
-        a, rho = float(knots[-1]), float(side.density[-1])
-        if rho <= 0:
+    t = _side_table(side)
+    j = t.segment(d0)
+    if n == 0.0:  # best price: where depth resumes at or after the displacement
+        k = j
+        while k < t.last and t.dens[k] == 0.0:
+            k += 1
+        if k == t.last and t.dens[k] == 0.0:
             return math.nan
-    r = target - float(g_knots[k])
+        x0 = d0 if k == j else t.xs[k]
+        return m * (1.0 + t.sign * x0)
+    target = t.g_at(d0, j) + n / m
+    k = max(bisect.bisect_right(t.gs, target) - 1, j)
+    a, rho = t.xs[k], t.dens[k]
+    if rho <= 0.0:
+        return math.nan  # flat to the end: the side cannot absorb the notional
+    r = target - t.gs[k]
     # rho * (u (1 + s a) + s u^2 / 2) = r, root in stable form (no cancellation when s u is small)
-    b = 1.0 + s * a
-    disc = b * b + 2.0 * s * r / rho
-    if disc < 0 or b <= 0:
-        return math.nan
-    u = (2.0 * r / rho) / (b + math.sqrt(disc))
-    x1 = a + u
-    if k < last and x1 > float(knots[k + 1]) * (1 + 1e-12) + 1e-15:
-        x1 = float(knots[k + 1])  # round-off at a knot
-    qty = float(side.qty_within(x1)) - c0
-    return n / qty if qty > 0 else math.nan
+    b = 1.0 + t.sign * a
+    disc = b * b + 2.0 * t.sign * r / rho
+    if disc < 0.0 or b <= 0.0:
+        return math.nan  # a bid walked down to price 0
+    x1 = a + (2.0 * r / rho) / (b + math.sqrt(disc))
+    if k < t.last:
+        x1 = min(x1, t.xs[k + 1])  # round-off at a knot
+    qty = t.c_at(x1, k) - t.c_at(d0, j)
+    return n / qty if qty > 0.0 else math.nan
+
+
+class _SideTable:
+    """Plain-float copy of a side curve for scalar walks: knots, cumulative depth, densities, and
+    ``G`` (``SideCurve.price_factor_integral`` from 0) at the knots; segment ``last`` is the extrapolation."""
+
+    def __init__(self, side: SideCurve) -> None:
+        self.sign = float(side.sign)
+        self.xs = [float(v) for v in side.x]
+        self.cs = [float(v) for v in side.cum_qty]
+        self.gs = [float(v) for v in side.price_factor_integral(0.0, side.x)]
+        self.dens = [float(v) for v in side.density] + [float(side.density[-1])]
+        self.last = len(self.xs) - 1
+
+    def segment(self, x: float) -> int:
+        return min(bisect.bisect_right(self.xs, x) - 1, self.last)
+
+    def c_at(self, x: float, k: int) -> float:
+        return self.cs[k] + self.dens[k] * (x - self.xs[k])
+
+    def g_at(self, x: float, k: int) -> float:
+        dx = x - self.xs[k]
+        return self.gs[k] + self.dens[k] * (dx + self.sign * dx * (x + self.xs[k]) / 2.0)
+
+
+@lru_cache(maxsize=256)
+def _side_table(side: SideCurve) -> _SideTable:
+    # side curves are immutable and hash by identity: one table per curve
+    return _SideTable(side)
 
 
 def impact_premium_index(depth_curve: DepthCurve, index_price: float, impact_notional_usd: float,
