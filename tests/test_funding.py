@@ -462,3 +462,11 @@ def test_observe_right_after_a_settlement_at_the_boundary():
     assert clock.average_premium() == 0.0  # (3600, 3600.3] holds no 5-second sample instant
     clock.observe(3605.0, 3605.0 - 3600.3, 0.002)
     assert clock.average_premium() == 0.002
+
+
+def test_interest_per_interval_and_symbol_interest_override():
+    assert HL.interest_rate_per_interval == pytest.approx(0.0000125, rel=1e-12)
+    assert BINANCE.interest_rate_per_interval == pytest.approx(0.0001, rel=1e-12)
+    v = load_venue("binance-usdm", {"funding": {"symbols": {"BNBUSDT": {"interest_rate_per_day": 0.0}}}})
+    assert v.funding.rule_for("BNBUSDT").interest_rate == 0.0    # BNB pairs: 0 % interest (FAQ)
+    assert float(v.funding.rule_for("BNBUSDT").rate_from_premium(0.0002)) == pytest.approx(0.0)

@@ -29,7 +29,8 @@ a value or detail not verified in a venue's own text):
 * **BitMEX** (bitmex.com/app/perpetualContractsGuide, ...GuideExamples): ``P`` and ``I`` every minute,
   8-hour TWAP; ``I = (quote lending rate - base lending rate) / 3`` (0.06 % - 0.03 % per day -> 0.01 %);
   ``F = P + clamp(I - P, +-0.05 %)``; cap ``75 % x (IMR - MMR)`` (XBTUSD: 0.375 %); impact notional
-  0.1 XBT / initial margin.
+  0.1 XBT / initial margin. BitMEX measures the impact prices against the mark (fair) price, so the
+  caller passes the mark as ``index_price`` of :func:`impact_premium_index` [U: denominator].
 * **Hyperliquid** (hyperliquid.gitbook.io/hyperliquid-docs/trading/funding, .../contract-specifications):
   ``F_8h = P_avg + clamp(0.01 % - P_avg, +-0.05 %)`` on an 8-hour basis, paid hourly at ``F_8h / 8``,
   premium against the oracle every 5 s, averaged over the hour; cap 4 %/hour; impact notional 20,000
@@ -50,9 +51,20 @@ a value or detail not verified in a venue's own text):
 Payments: ``funding_payments(signed_qty, price, rate) = -signed_qty x price x rate`` per position
 (positive = the position receives). Over a balanced book they sum to zero up to float rounding,
 and a long and a short of the same size receive exact opposites. The engine routes each position's
-amount through a ``funding`` clearing party (trader <-> clearing party), so money is conserved to
-the cent even when the simulated open interest is not balanced (the clearing party stands for the
-rest of the market); its balance after a settlement is ``-sum(payments)``.
+amount as one double-entry transfer between the trader and a ``funding`` clearing party, so money
+is conserved exactly even when the simulated open interest is not balanced (the clearing party
+stands for the rest of the market); its balance after a settlement is ``-sum(payments)``.
+
+Use (one clock per instrument; ``rule = load_venue("hyperliquid").funding.rule_for("BTC")``)::
+
+    clock = FundingClock(rule, start_s=t0, first_funding_s=next_funding_time)
+    # every step (t - dt, t]:
+    p = impact_premium_index(depth, index_price, rule.impact_notional_usd, reference_price=ref,
+                             bid_displacement=d_bid, ask_displacement=d_ask)
+    clock.observe(t, dt, p)
+    for s in clock.settle(t):          # several if the step crossed several funding times
+        amount = funding_payments(signed_qty, mark_or_oracle_price, s.rate)   # per position, USD
+        # ledger: trader += amount, "funding" clearing party -= amount
 """
 
 from __future__ import annotations
@@ -170,6 +182,11 @@ class FundingRule:
     def interest_rate(self) -> float:
         """Interest component ``I`` per ``rate_basis_s`` (fraction)."""
         return self.interest_rate_per_day * self.rate_basis_s / DAY_S
+
+    @property
+    def interest_rate_per_interval(self) -> float:
+        """Interest component as paid per interval (``I x interval_s / rate_basis_s``)."""
+        return self.interest_rate * self.interval_s / self.rate_basis_s
 
     @property
     def samples_per_interval(self) -> int:
