@@ -268,7 +268,7 @@ class FundingSection(Strict):
         cap: NonNegFloat | None = None
         floor: Annotated[float, Field(le=0, allow_inf_nan=False)] | None = None
         impact_notional_usd: NonNegFloat | None = None
-        interest_rate_per_day: Annotated[float, Field(allow_inf_nan=False)] | None = None
+        interest_rate_per_day: Annotated[float, Field(gt=-1, lt=1)] | None = None
 
     method: Literal["premium_clamp", "premium_plus_interest", "drift"]
     averaging: Literal["uniform", "linear", "drift_twap"]
@@ -295,12 +295,12 @@ class FundingSection(Strict):
 
     def _rule(self, key: str | None) -> FundingRule:
         o = self.symbols[key] if key is not None else FundingSection.Override()
-        interval = o.interval_s if o.interval_s is not None else self.interval_s
 
         def pick(name: str):
             v = getattr(o, name)
             return getattr(self, name) if v is None else v
 
+        interval = pick("interval_s")
         return FundingRule(method=self.method, averaging=self.averaging, interval_s=interval,
                            rate_basis_s=self.rate_basis_s if self.rate_basis_s is not None else interval,
                            interest_rate_per_day=pick("interest_rate_per_day"), premium_clamp=self.premium_clamp,
