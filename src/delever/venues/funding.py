@@ -39,7 +39,9 @@ a value or detail not verified in a venue's own text):
   ``types/genesis.go``): one premium sample a minute (median of validator votes), hourly funding tick,
   8-hour rate ``= average premium + default_funding_ppm`` (0 for BTC-USD at genesis), clamped to
   ``600 % x (IMF - MMF)`` of the liquidity tier; paid ``rate x 1 h / 8 h x oracle price``; impact
-  notional ``500 USDC / IMF``.
+  notional ``500 USDC / IMF``. Each sample is the impact-price premium above [U: ``MemClob.GetPricePremium``
+  not read]; the clamp of each vote to ``6,000 % x (IMF - MMF)`` and the sample tail removal (0 %) are
+  not modelled.
 * **Drift** (protocol-v2 ``controller/funding.rs`` ``update_funding_rate``, ``math/constants.rs``,
   ``math/stats.rs``): hourly; spread of the mark TWAP over the oracle TWAP; offset ``1/3333`` per day
   (10.95 %/year); inside a +-0.05 % band the rate is the offset alone; clamped to the contract tier's
