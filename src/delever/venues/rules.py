@@ -17,6 +17,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from delever.errors import DeleverInputError
 from delever.scenario import Fraction, NonNegFloat, PositiveFloat, Strict, _format_validation
+from delever.venues.funding import FundingRule
 from delever.venues.tiers import MarginTiers
 
 PRESETS = ("binance-usdm", "hyperliquid", "bitmex", "bybit", "okx", "dydx-v4", "drift")
@@ -251,6 +252,70 @@ class DydxRule(Strict):
     liquidity_tiers: dict[str, DydxLiquidityTier]
 
 
+class FundingSection(Strict):
+    """Funding of the venue's perpetuals (``delever.venues.funding``, which cites each rule's source).
+
+    The top-level values apply to every instrument; ``symbols`` overrides them per instrument (same
+    lookup as the margin tiers: exact key, then the coin without its quote suffix), e.g. Binance's
+    4-hour symbols and their adjusted caps. ``cap`` and ``floor`` are per interval, the clamp per
+    ``rate_basis_s`` (default: the interval). [U] in a preset marks a value not verified.
+    """
+
+    class Override(Strict):
+        """Per-instrument values; None keeps the section's."""
+
+        interval_s: PositiveFloat | None = None
+        cap: NonNegFloat | None = None
+        floor: Annotated[float, Field(le=0, allow_inf_nan=False)] | None = None
+        impact_notional_usd: NonNegFloat | None = None
+        interest_rate_per_day: Annotated[float, Field(gt=-1, lt=1)] | None = None
+
+    method: Literal["premium_clamp", "premium_plus_interest", "drift"]
+    averaging: Literal["uniform", "linear", "drift_twap"]
+    interval_s: PositiveFloat
+    rate_basis_s: PositiveFloat | None = None
+    interest_rate_per_day: Annotated[float, Field(gt=-1, lt=1)]
+    premium_clamp: NonNegFloat = 0.0
+    cap: NonNegFloat
+    floor: Annotated[float, Field(le=0, allow_inf_nan=False)]
+    sample_interval_s: PositiveFloat
+    impact_notional_usd: NonNegFloat = 0.0
+    payment_price: Literal["mark", "oracle"] = "mark"
+    sources: list[str] = Field(default_factory=list)
+    symbols: dict[str, Override] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rules_valid(self) -> FundingSection:
+        for key in [None, *self.symbols]:
+            try:
+                self._rule(key)
+            except ValueError as exc:
+                raise ValueError(f"funding{'' if key is None else '.symbols.' + key}: {exc}") from None
+        return self
+
+    def _rule(self, key: str | None) -> FundingRule:
+        o = self.symbols[key] if key is not None else FundingSection.Override()
+
+        def pick(name: str):
+            v = getattr(o, name)
+            return getattr(self, name) if v is None else v
+
+        interval = pick("interval_s")
+        return FundingRule(method=self.method, averaging=self.averaging, interval_s=interval,
+                           rate_basis_s=self.rate_basis_s if self.rate_basis_s is not None else interval,
+                           interest_rate_per_day=pick("interest_rate_per_day"), premium_clamp=self.premium_clamp,
+                           cap=pick("cap"), floor=pick("floor"), sample_interval_s=self.sample_interval_s,
+                           impact_notional_usd=pick("impact_notional_usd"), payment_price=self.payment_price,
+                           source="; ".join(self.sources))
+
+    def rule_for(self, instrument: str) -> FundingRule:
+        """The funding rule of ``instrument``: the section's values with its ``symbols`` override, if any."""
+        for c in _instrument_candidates(instrument):
+            if c in self.symbols:
+                return self._rule(c)
+        return self._rule(None)
+
+
 class VenueRules(Strict):
     """A venue's rules. Every parameter is data from a preset; formulas live in ``venues.formulas`` and the engine."""
 
@@ -265,6 +330,7 @@ class VenueRules(Strict):
     tiers: dict[str, TierTable] = Field(default_factory=dict)
     drift: DriftLiquidationRule | None = None
     dydx: DydxRule | None = None
+    funding: FundingSection | None = None
 
     @model_validator(mode="after")
     def _drift_tiers(self) -> VenueRules:
