@@ -73,8 +73,15 @@ class TieredRisk:
         mm[closed] = 0.0
         im[closed] = 0.0
         upnl = position_upnl_usd(book, prices)
-        equity = collateral_value_usd(book, prices, self.haircut) + group_sum(book, upnl)
+        equity = self.collateral_usd(book, prices) + group_sum(book, upnl)
         return GroupRisk(equity, group_sum(book, mm), group_sum(book, im), upnl, mm, position_notional_usd(book, prices))
+
+    def collateral_usd(self, book: AccountBook, prices: Prices) -> np.ndarray:
+        """float64 ``(G,)`` value of each margin group's balances, USD (after ``haircut``; debts in full).
+
+        The hook venues with other collateral rules override (Bybit tiered collateral value ratios).
+        """
+        return collateral_value_usd(book, prices, self.haircut)
 
     def liquidation_price(self, book: AccountBook, prices: Prices) -> np.ndarray:
         """Price of each position's instrument at which its margin group reaches maintenance, others fixed.
