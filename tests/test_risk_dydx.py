@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_venue_dydx import BANKRUPTCY, BTC, ETH, FILLABLE, LT_TEST, P, Q, qq
 
 from delever.errors import DeleverInputError
 from delever.model import AccountBook, InstrumentRegistry
 from delever.risk import Prices
 from delever.risk.dydx import DydxRisk
 from delever.venues import dydx
+from test_venue_dydx import BANKRUPTCY, BTC, ETH, FILLABLE, LT_TEST, P, Q, qq
 
 REG = InstrumentRegistry.linear(["BTC-USD", "ETH-USD"], settle="USDC")
 CODE = {"BTC": 0, "ETH": 1}
