@@ -119,3 +119,13 @@ class TieredRisk:
                 idx = np.flatnonzero(m)[inside]
                 lp[idx] = np.where(np.isnan(lp[idx]), cand[inside], lp[idx])
         return lp
+
+
+def whole_position_tiers(tiers: MarginTiers) -> MarginTiers:
+    """The same brackets with no maintenance amount: the tier's MMR applies to the whole position value.
+
+    OKX position tiers publish MMR and minimum initial margin per tier without a deduction ("Tiered Maintenance
+    Margin Ratio", okx.com/help/tier; API v5 ``public/position-tiers`` has no deduction field), so MM jumps at each
+    tier floor, unlike Binance's ``cum`` / Hyperliquid's deduction / Bybit's ``mmDeduction``.
+    """
+    return MarginTiers(tiers.floor_usd, tiers.max_leverage, tiers.mmr, np.zeros_like(tiers.mmr))
