@@ -92,7 +92,7 @@ def books(draw, reg: InstrumentRegistry):
         if draw(st.booleans()):
             book.balance[cross_g, 0] = -draw(st.floats(0.0, 100_000.0))
     moves = [draw(st.floats(0.7, 1.3)) for _ in range(n_ins)]
-    mark = np.array([b * m for b, m in zip(base, moves)])
+    mark = np.array(base) * np.array(moves)
     index = mark * draw(st.floats(0.98, 1.02))
     asset_usd = np.array([1.0, mark[0]]) if len(reg.assets) > 1 else np.array([mark[0]])
     return book, Prices(mark, index, asset_usd)
