@@ -15,7 +15,7 @@ import pytest
 
 from delever.errors import DeleverInputError
 from delever.model import AccountBook, InstrumentRegistry
-from delever.risk import Prices
+from delever.risk import GroupRisk, Prices
 from delever.risk.dydx import DydxRisk
 from delever.venues import dydx
 from test_venue_dydx import BANKRUPTCY, BTC, ETH, FILLABLE, LT_TEST, P, Q, qq
@@ -100,3 +100,13 @@ def test_initial_margin_is_oi_scaled():
     np.testing.assert_allclose(im, [600.0, 200.0])
     np.testing.assert_allclose(mm, [100.0, 100.0])   # MMR ignores the OI scaling (x/perpetuals/lib)
     assert float(dydx.effective_imf(0.2, 1.5e6, 1e6, 2e6)) == pytest.approx(0.6), LT_TEST
+
+
+@pytest.mark.parametrize(("nc", "mmr", "expected"), [
+    (100, 0, False), (0, 100, True), (0, 0, False), (-100, 100, True), (-100, 0, False),
+    (75, 100, True), (100, 100, False), (125, 100, False),
+])
+def test_liquidatable_matches_risk_go_table(nc, mmr, expected):
+    """TestRisk_IsLiquidatable, protocol/lib/margin/risk_test.go @ 3c7fd6dd: ``MMR > 0 and NC < MMR``."""
+    r = GroupRisk(np.array([float(nc)]), np.array([float(mmr)]), np.zeros(1), np.zeros(0), np.zeros(0), np.zeros(0))
+    assert bool(r.liquidatable[0]) is expected
