@@ -103,3 +103,17 @@ def test_isolated_example_uses_only_its_own_margin():
     risk = TieredRisk((BTC_TIERS, ETH_TIERS))
     lp = risk.liquidation_price(_example_book(isolated=True), _prices())
     assert np.round(lp, 2).tolist() == [18_778.73, 1_114.78]
+
+
+def test_liquidation_price_with_a_settlement_asset_off_one_usd():
+    # USDT at 0.98 USD: requirement and equity both scale by it; the price where they meet is unchanged
+    # when the wallet is in USDT, and evaluating there reaches maintenance.
+    risk = TieredRisk((BTC_TIERS, ETH_TIERS))
+    book = _example_book()
+    prices = _prices()
+    prices.asset_usd = np.array([0.98])
+    lp = risk.liquidation_price(book, prices)
+    assert np.round(lp, 2).tolist() == [26_316.89, 1_153.26]
+    moved = Prices(np.array([lp[0], MARK[1]]), MARK.copy(), prices.asset_usd)
+    r = risk.evaluate(book, moved)
+    assert r.equity_usd[0] == pytest.approx(r.maint_usd[0], rel=1e-9)

@@ -94,7 +94,7 @@ def books(draw, reg: InstrumentRegistry):
     moves = [draw(st.floats(0.7, 1.3)) for _ in range(n_ins)]
     mark = np.array(base) * np.array(moves)
     index = mark * draw(st.floats(0.98, 1.02))
-    asset_usd = np.array([1.0, mark[0]]) if len(reg.assets) > 1 else np.array([mark[0]])
+    asset_usd = np.array([draw(st.floats(0.97, 1.01)), mark[0]]) if len(reg.assets) > 1 else np.array([mark[0]])
     return book, Prices(mark, index, asset_usd)
 
 

@@ -90,7 +90,7 @@ class TieredRisk:
         ``LP = (WB - TMM' + uPnL' + cum - side Q EP) / (Q MMR - side Q)`` where ``TMM'`` and ``uPnL'`` belong to
         the group's *other* positions; recomputed with the bracket the price lands in. NaN where no price in
         ``(0, inf)`` reaches maintenance (a long that cannot be liquidated, a closed position). Linear
-        contracts settled in a 1-USD asset.
+        contracts; the other terms are converted to the settlement asset at its USD price (held fixed).
 
         Returns:
             float64 ``(P,)``.
@@ -99,7 +99,9 @@ class TieredRisk:
         q = np.abs(book.pos_qty)
         side = np.sign(book.pos_qty)
         ep = book.pos_entry_price
-        others = (r.equity_usd[book.pos_group] - r.pos_upnl_usd) - (r.maint_usd[book.pos_group] - r.pos_maint_usd)
+        settle_usd = prices.asset_usd[book.registry.settle_code[book.pos_instrument]]
+        others = ((r.equity_usd[book.pos_group] - r.pos_upnl_usd) - (r.maint_usd[book.pos_group] - r.pos_maint_usd)) \
+            / settle_usd
         lp = np.full(q.size, np.nan)
         for code in np.unique(book.pos_instrument):
             m = (book.pos_instrument == code) & (q > 0)
