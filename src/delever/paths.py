@@ -18,12 +18,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from delever.data.klines import Klines, format_utc_ms, parse_utc_ms, read_klines
 from delever.errors import DeleverInputError
-from delever.scenario import HistoricalDriver, ShockDriver, resolve_path
+
+if TYPE_CHECKING:  # the config layer is needed only by build_price_path, imported there
+    from delever.scenario import HistoricalDriver, ShockDriver
 
 __all__ = ["PricePath", "build_price_path", "historical_path", "shock_path"]
 
@@ -226,6 +229,8 @@ def build_price_path(
             ``price_driver.start``/``end`` malformed or outside the file (the message names the
             field or the file and row).
     """
+    from delever.scenario import HistoricalDriver, ShockDriver, resolve_path
+
     if isinstance(driver, ShockDriver):
         return shock_path(driver, start_price, dt_s)
     if isinstance(driver, HistoricalDriver):

@@ -27,8 +27,6 @@ from delever.scenario import Scenario, config_hash, resolve_path
 from delever.venues import VenueRules, load_venue
 from delever.venues.tiers import MarginTiers
 
-TABLES = ("steps", "rounds", "liquidations", "adl", "ledger", "bankruptcies")
-
 
 @dataclass
 class Prepared:
@@ -50,7 +48,7 @@ class Prepared:
 class RunResult:
     """A finished run: the summary (the ``--json`` object), the tables, and the inputs it came from."""
 
-    prepared: Prepared
+    prepared: Prepared  # or delever.accounts_run.PreparedAccounts for a multi-instrument run
     summary: dict[str, object]
     tables: dict[str, pa.Table]
     wall_s: float
@@ -245,7 +243,16 @@ def execute(prep: Prepared) -> RunResult:
 
 
 def run_scenario(scenario: Scenario, data_dir: Path) -> RunResult:
-    """Prepare and execute ``scenario`` (the library entry point)."""
+    """Prepare and execute ``scenario`` (the library entry point).
+
+    A scenario with ``[[instruments]]`` runs on the account engine (:mod:`delever.accounts_run`).
+    """
+    if scenario.is_multi:
+        from delever.accounts_run import execute_accounts, prepare_accounts
+
+        prep = prepare_accounts(scenario, data_dir)
+        summary, tables, wall = execute_accounts(prep)
+        return RunResult(prep, summary, tables, wall)
     return execute(prepare(scenario, data_dir))
 
 
@@ -261,8 +268,8 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
     prep = result.prepared
     folder_name = run_folder_name(f"{prep.scenario.name}-{prep.config_hash}")
     with atomic_run_folder(out_dir, folder_name) as tmp:
-        for name in TABLES:
-            pq.write_table(result.tables[name], tmp / f"{name}.parquet")
+        for name, table in result.tables.items():
+            pq.write_table(table, tmp / f"{name}.parquet")
         config = {
             "config_hash": prep.config_hash,
             "seed": prep.scenario.seed,
@@ -272,7 +279,11 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
-        if html:
+        if html and getattr(prep.scenario, "is_multi", False):
+            from delever.report_accounts import write_accounts_report
+
+            write_accounts_report(result, tmp / "report.html")
+        elif html:
             from delever.report import write_html_report
 
             write_html_report(result, tmp / "report.html")

@@ -391,6 +391,72 @@ class Mitigations(Strict):
         return [k for k in type(self).model_fields if getattr(self, k) is not None]
 
 
+# --------------------------------------------------------------------------- several instruments (account engine)
+class InstrumentSection(Strict):
+    """One instrument of a multi-instrument run (``[[instruments]]``): its price source, depth and open interest.
+
+    ``path`` is the instrument's kline file (relative to the data dir) for a historical ``multi_driver``;
+    ``move_pct`` its own move under a ``shock`` driver (default: the driver's ``move_pct``).
+    ``open_interest_usd`` and ``long_short_ratio`` are the synthesizer's per-instrument targets.
+    """
+
+    symbol: str
+    path: str | None = None
+    start_price: PositiveFloat | None = Field(default=None, description="shock driver: start price (USD)")
+    move_pct: Annotated[float, Field(gt=-99, lt=1000)] | None = None
+    open_interest_usd: PositiveFloat = 1.0e9
+    long_short_ratio: PositiveFloat = 1.0
+    depth: Annotated[BookDepthSource | L2Source | ParametricDepth, Field(discriminator="source")] = ParametricDepth()
+
+
+class MultiDriver(Strict):
+    """Price driver of a multi-instrument run: every instrument's real path (``historical``) or a shock.
+
+    ``historical``: one kline file per instrument (``instruments[].path``) on one time grid; ``empty_bars``
+    says what a minute without trades in a bars-from-trades file becomes: ``refuse`` (default) or
+    ``last_trade`` (the bar keeps the previous close, the last traded price; listed in the run's notes).
+    ``shock``: each instrument moves linearly by its ``move_pct`` over ``duration_s`` and holds for ``hold_s``.
+    """
+
+    kind: Literal["historical", "shock"] = "shock"
+    mode: Literal["stress", "replay"] = "stress"
+    start: str | None = None
+    end: str | None = None
+    intrabar: Literal["close", "ohlc"] = "close"
+    empty_bars: Literal["refuse", "last_trade"] = "refuse"
+    move_pct: Annotated[float, Field(gt=-99, lt=1000)] = -8.0
+    duration_s: NonNegFloat = 60.0
+    hold_s: NonNegFloat = 300.0
+    dt_s: PositiveFloat = 1.0
+
+
+class AccountsSection(Strict):
+    """Synthesized multi-instrument book (``[accounts]``): how accounts spread over instruments.
+
+    ``instruments_per_account_share[k-1]`` is the share of accounts holding ``k`` instruments (normalized;
+    default from the 2025-10-10 Hyperliquid ADL tables: of 294 high-leverage users deleveraged, 244 in one coin
+    and 50 in 2-7 — a floor for the whole population, said as such in the run notes); ``side_correlation`` the
+    probability that an account's further positions take the side of its first (0.5 = independent);
+    ``cross_share`` the share of accounts in cross margin (the rest isolated, one group per position).
+    ``equilibrium``: positions the price history before the start would already have liquidated are replaced.
+    """
+
+    accounts: Annotated[int, Field(ge=1, le=20_000_000)] = 50_000
+    instruments_per_account_share: list[NonNegFloat] = [0.83, 0.09, 0.04, 0.02, 0.01, 0.005, 0.005]
+    side_correlation: Fraction = 0.8
+    cross_share: Fraction = 0.9
+    leverage: LeverageMix = LeverageMix()
+    account_size: AccountSizes = AccountSizes()
+    entry_sigma: PositiveFloat = Field(default=0.03, description="lognormal std of log(entry / start)")
+    equilibrium: bool = True
+
+    @model_validator(mode="after")
+    def _shares(self) -> AccountsSection:
+        if not self.instruments_per_account_share or sum(self.instruments_per_account_share) <= 0:
+            raise ValueError("instruments_per_account_share must be non-empty with a positive sum")
+        return self
+
+
 class Scenario(Strict):
     """One run: venue, market, book, price driver, engine settings, insurance fund, seed."""
 
@@ -405,6 +471,27 @@ class Scenario(Strict):
     insurance_fund: InsuranceFundSection = InsuranceFundSection()
     stress: StressSection = StressSection()
     mitigations: Mitigations = Mitigations()
+    instruments: list[InstrumentSection] = Field(default_factory=list, description=(
+        "several instruments: the account engine runs them with cross-margined accounts (replaces market, "
+        "book.synthesize and price_driver)"))
+    multi_driver: MultiDriver = MultiDriver()
+    accounts: AccountsSection = AccountsSection()
+
+    @model_validator(mode="after")
+    def _multi(self) -> Scenario:
+        syms = [i.symbol for i in self.instruments]
+        if len(set(syms)) != len(syms):
+            raise ValueError(f"instruments: a symbol is listed twice ({syms})")
+        if self.instruments and self.multi_driver.kind == "historical":
+            missing = [i.symbol for i in self.instruments if i.path is None]
+            if missing:
+                raise ValueError(f"instruments: {', '.join(missing)} need a path for the historical multi_driver")
+        return self
+
+    @property
+    def is_multi(self) -> bool:
+        """True when the run has an ``[[instruments]]`` list (the account engine)."""
+        return bool(self.instruments)
 
 
 # --------------------------------------------------------------------------- loading

@@ -23,8 +23,9 @@ hardly depends on the open-interest assumption (it scales every minute alike); t
 **b. Hyperliquid 2025-10-10** (``hyperliquid-2025-10-10-adl`` read by ``delever.data.hyperliquid``).
 Every coin with a real 1-minute path in ``oct10-2025-coins`` is replayed on ``hyperliquid`` rules
 (tiers from the preset; a coin without tiers is reported and skipped). A perp path is preferred to a
-spot path (Binance USD-M, else Binance COIN-M, else spot): the leveraged crowd that was liquidated
-traded perps, and perp venues fell further than spot that evening. Observed vs simulated: ADL
+spot path (Binance USD-M, else Binance COIN-M, else spot; the catalogue is
+``delever.multipath.OCT10_2025_COINS``): the leveraged crowd that was liquidated traded perps, and perp
+venues fell further than spot that evening. Observed vs simulated: ADL
 notional and fills (per coin and for the coins simulated), liquidation count and ADL-to-liquidation
 ratio (observed for all 162 coins, simulated for the coins replayed: the observed per-coin
 liquidation counts and every liquidation notional are not in the tables), delay from the first
@@ -63,6 +64,7 @@ from delever.cli_options import DataDirOpt
 from delever.data.klines import format_utc_ms, parse_utc_ms
 from delever.errors import DeleverInputError
 from delever.heatmap import QUANTILES, liquidation_prices
+from delever.multipath import OCT10_2025_COINS
 from delever.replay import ReplayResult, replay
 from delever.scenario import Scenario
 
@@ -171,29 +173,17 @@ class HlCoin:
     open_interest_usd: float
 
 
-_COINS_DIR = "oct10-2025-coins"
 HL_VENUE_OPEN_INTEREST_USD = 13.8e9
 """Hyperliquid open interest before the crash, about 13.8 bn USD (reported in the news after the event,
 e.g. Catenaa and Phemex, October 2025: 'from 13.8 billion to nearly half'); the per-coin split is ours."""
 
-HL_COINS: tuple[HlCoin, ...] = (
-    HlCoin("BTC", f"{_COINS_DIR}/BTCUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 5.0e9),
-    HlCoin("ETH", f"{_COINS_DIR}/ETHUSD-gemini-spot-1m-from-trades-2025-10-10-window.csv",
-           "Gemini spot, 1m bars from trades (the only ETH path; thin)", 3.5e9),
-    HlCoin("SOL", f"{_COINS_DIR}/SOLUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 1.0e9),
-    HlCoin("XRP", f"{_COINS_DIR}/XRPUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 4.0e8),
-    HlCoin("DOGE", f"{_COINS_DIR}/DOGEUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 2.5e8),
-    HlCoin("ENA", f"{_COINS_DIR}/ENA-USD-coinbase-spot-1m-from-trades-2025-10-10-window.csv",
-           "Coinbase spot, 1m bars from trades (the only ENA path)", 1.5e8),
-    HlCoin("AVAX", f"{_COINS_DIR}/AVAXUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 1.2e8),
-    HlCoin("LINK", f"{_COINS_DIR}/LINKUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 1.0e8),
-    HlCoin("ADA", f"{_COINS_DIR}/ADAUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 8.0e7),
-    HlCoin("AAVE", f"{_COINS_DIR}/AAVEUSD_PERP-binance-coinm-perp-1m-from-trades-2025-10-10-window.csv",
-           "Binance COIN-M perp, 1m bars from trades", 8.0e7),
-    HlCoin("LTC", f"{_COINS_DIR}/LTCUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 6.0e7),
-    HlCoin("WLD", f"{_COINS_DIR}/WLDUSD_PERP-binance-coinm-perp-1m-from-trades-2025-10-10-window.csv",
-           "Binance COIN-M perp, 1m bars from trades", 6.0e7),
-    HlCoin("TRX", f"{_COINS_DIR}/TRXUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 2.0e7),
+_HL_OPEN_INTEREST_USD: dict[str, float] = {
+    "BTC": 5.0e9, "ETH": 3.5e9, "SOL": 1.0e9, "XRP": 4.0e8, "DOGE": 2.5e8, "ENA": 1.5e8, "AVAX": 1.2e8,
+    "LINK": 1.0e8, "ADA": 8.0e7, "AAVE": 8.0e7, "LTC": 6.0e7, "WLD": 6.0e7, "TRX": 2.0e7,
+}
+_PATH_OF = {c.coin: c for c in OCT10_2025_COINS}
+HL_COINS: tuple[HlCoin, ...] = tuple(
+    HlCoin(coin, _PATH_OF[coin].file, _PATH_OF[coin].source, oi) for coin, oi in _HL_OPEN_INTEREST_USD.items()
 )
 """Open interest per coin: assumption [U]. The venue total (``HL_VENUE_OPEN_INTEREST_USD``) is split by the
 usual ranking of Hyperliquid markets (BTC > ETH > SOL > XRP > large alts); these 13 coins get 10.8 bn of

@@ -24,6 +24,7 @@ from delever.risk.base import (
     position_notional_usd,
     position_upnl_usd,
 )
+from delever.venues.formulas import liquidation_price_binance
 from delever.venues.tiers import MarginTiers
 
 
@@ -105,21 +106,9 @@ class TieredRisk:
         lp = np.full(q.size, np.nan)
         for code in np.unique(book.pos_instrument):
             m = (book.pos_instrument == code) & (q > 0)
-            if not m.any():
-                continue
-            t = self.tiers[int(code)]
-            # try each bracket, keep the solution that lands inside it
-            for k in range(t.mmr.size):
-                denom = q[m] * t.mmr[k] - side[m] * q[m]
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    cand = (others[m] + t.maint_amount_usd[k] - side[m] * q[m] * ep[m]) / denom
-                notional = q[m] * cand
-                upper = t.floor_usd[k + 1] if k + 1 < t.floor_usd.size else np.inf
-                inside = (cand > 0) & (notional > t.floor_usd[k]) & (notional <= upper) & np.isfinite(cand)
-                if k == 0:
-                    inside |= (cand > 0) & (notional <= upper) & np.isfinite(cand)
-                idx = np.flatnonzero(m)[inside]
-                lp[idx] = np.where(np.isnan(lp[idx]), cand[inside], lp[idx])
+            if m.any():
+                # WB - TMM' + uPnL' of the formula is the group as this position sees it: ``others``
+                lp[m] = liquidation_price_binance(side[m], q[m], ep[m], others[m], self.tiers[int(code)])
         return lp
 
 
