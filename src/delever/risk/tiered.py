@@ -74,9 +74,16 @@ class TieredRisk:
         mm[closed] = 0.0
         im[closed] = 0.0
         upnl = position_upnl_usd(book, prices)
-        collateral = collateral_value_usd(book, prices, self.haircut)
+        collateral = self.collateral_usd(book, prices)
         return GroupRisk(collateral + group_sum(book, upnl), group_sum(book, mm), group_sum(book, im), upnl, mm,
                          position_notional_usd(book, prices), collateral)
+
+    def collateral_usd(self, book: AccountBook, prices: Prices) -> np.ndarray:
+        """float64 ``(G,)`` value of each margin group's balances, USD (after ``haircut``; debts in full).
+
+        The hook venues with other collateral rules override (Bybit tiered collateral value ratios).
+        """
+        return collateral_value_usd(book, prices, self.haircut)
 
     def liquidation_price(self, book: AccountBook, prices: Prices) -> np.ndarray:
         """Price of each position's instrument at which its margin group reaches maintenance, others fixed.
@@ -85,7 +92,7 @@ class TieredRisk:
         ``LP = (WB - TMM' + uPnL' + cum - side Q EP) / (Q MMR - side Q)`` where ``TMM'`` and ``uPnL'`` belong to
         the group's *other* positions; recomputed with the bracket the price lands in. NaN where no price in
         ``(0, inf)`` reaches maintenance (a long that cannot be liquidated, a closed position). Linear
-        contracts settled in a 1-USD asset.
+        contracts; the other terms are converted to the settlement asset at its USD price (held fixed).
 
         Returns:
             float64 ``(P,)``.
@@ -94,7 +101,9 @@ class TieredRisk:
         q = np.abs(book.pos_qty)
         side = np.sign(book.pos_qty)
         ep = book.pos_entry_price
-        others = (r.equity_usd[book.pos_group] - r.pos_upnl_usd) - (r.maint_usd[book.pos_group] - r.pos_maint_usd)
+        settle_usd = prices.asset_usd[book.registry.settle_code[book.pos_instrument]]
+        others = ((r.equity_usd[book.pos_group] - r.pos_upnl_usd) - (r.maint_usd[book.pos_group] - r.pos_maint_usd)) \
+            / settle_usd
         lp = np.full(q.size, np.nan)
         for code in np.unique(book.pos_instrument):
             m = (book.pos_instrument == code) & (q > 0)
@@ -102,3 +111,13 @@ class TieredRisk:
                 # WB - TMM' + uPnL' of the formula is the group as this position sees it: ``others``
                 lp[m] = liquidation_price_binance(side[m], q[m], ep[m], others[m], self.tiers[int(code)])
         return lp
+
+
+def whole_position_tiers(tiers: MarginTiers) -> MarginTiers:
+    """The same brackets with no maintenance amount: the tier's MMR applies to the whole position value.
+
+    OKX position tiers publish MMR and minimum initial margin per tier without a deduction ("Tiered Maintenance
+    Margin Ratio", okx.com/help/tier; API v5 ``public/position-tiers`` has no deduction field), so MM jumps at each
+    tier floor, unlike Binance's ``cum`` / Hyperliquid's deduction / Bybit's ``mmDeduction``.
+    """
+    return MarginTiers(tiers.floor_usd, tiers.max_leverage, tiers.mmr, np.zeros_like(tiers.mmr))
