@@ -278,7 +278,8 @@ def _register_commands() -> None:
     app.command("replay", help="Replay a real price path: estimated liquidations per minute with ensemble bands.")(
         replay_command)
     app.command("validate", help="Validate against real crashes (Binance BTCUSDT, Hyperliquid 2025-10-10, Aave "
-                "2021-05-19).")(validate_command)
+                "2021-05-19), or one 1-minute kline window you bring (--window FILE --instrument SYMBOL); "
+                "primary statistic: correlation at lag 0.")(validate_command)
 
 
 _register_commands()

@@ -609,6 +609,30 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
     return validate_scenario(apply_overrides(raw, overrides or []), str(src))
 
 
+def find_price_file(path: str | Path, data_dir: Path, option: str) -> Path:
+    """A price file named on the command line: absolute, relative to the working directory, or to ``data_dir``.
+
+    Args:
+        path: The file as given.
+        data_dir: Data directory.
+        option: The option that named it (for the message), e.g. ``"--klines"``.
+
+    Returns:
+        The resolved path when it exists as given (absolute or relative to the working directory), else
+        ``path`` unchanged (relative to ``data_dir``, which :func:`resolve_path` resolves).
+
+    Raises:
+        DeleverInputError: the file does not exist.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p.resolve()
+    if p.is_absolute() or not (data_dir / p).is_file():
+        raise DeleverInputError(f"{option}: price file not found: {path} (absolute, relative to the working "
+                                f"directory, or to the data dir {data_dir})")
+    return p
+
+
 def with_klines_driver(scenario: Scenario, klines: str | Path, data_dir: Path, mode: str) -> Scenario:
     """``scenario`` driven by the kline file ``klines`` (intrabar ``ohlc``, at the file's own price level).
 
@@ -618,12 +642,7 @@ def with_klines_driver(scenario: Scenario, klines: str | Path, data_dir: Path, m
     Raises:
         DeleverInputError: the file does not exist.
     """
-    p = Path(klines)
-    if p.is_file():
-        p = p.resolve()
-    elif p.is_absolute() or not (data_dir / p).is_file():
-        raise DeleverInputError(f"--klines: price file not found: {klines} (absolute, relative to the working "
-                                f"directory, or to the data dir {data_dir})")
+    p = find_price_file(klines, data_dir, "--klines")
     dump = scenario.model_dump(mode="json")
     dump["price_driver"] = {"kind": "historical", "mode": mode, "path": str(p), "intrabar": "ohlc"}
     dump["market"]["start_price"] = None
