@@ -303,8 +303,8 @@ class AccountEngine:
             for sgn in (1.0, -1.0):   # longs and shorts of one instrument land in the inventory at their own prices
                 s = (ins == i) & (np.sign(q) == sgn)
                 if s.any():
-                    self._backstop_trade(int(i), float(q[s].sum()),
-                                         float((np.abs(q[s]) * px[s]).sum() / np.abs(q[s]).sum()), "takeover_pnl")
+                    price = self.mark[i] if at_mark else float((np.abs(q[s]) * px[s]).sum() / np.abs(q[s]).sum())
+                    self._backstop_trade(int(i), float(q[s].sum()), float(price), "takeover_pnl")
         self._take_balances(groups, "backstop_collateral" if at_mark else "takeover_loss")
         self._record_liq(step, rnd, t, pos, "backstop" if at_mark else "takeover", np.abs(q), px, bp,
                          np.zeros(pos.size), r, np.sign(q).astype(np.int8))
@@ -420,8 +420,10 @@ class AccountEngine:
         e = b.pos_entry_price[cand]
         s = np.sign(b.pos_qty[cand])
         g = b.pos_group[cand]
-        # the account's wallet as this position sees it: group equity without this position's PnL
-        wallet = r.equity_usd[g] - r.pos_upnl_usd[cand]
+        # the account's wallet as this position sees it: collateral plus the other positions' PnL
+        upnl_g = np.bincount(b.pos_group, weights=r.pos_upnl_usd, minlength=b.n_groups)
+        coll = r.collateral_usd if r.collateral_usd is not None else r.equity_usd - upnl_g
+        wallet = coll[g] + (upnl_g[g] - r.pos_upnl_usd[cand])
         ok = wallet + s * q * (price - e) > 0        # never closed beyond its own bankruptcy
         score = adl_score(rule.ranking, s.astype(np.int8), q, e, wallet, self.mark[ins], r.pos_maint_usd[cand])
         ok &= np.isfinite(score)
