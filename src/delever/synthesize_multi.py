@@ -383,9 +383,7 @@ def liquidated_before_start(book: AccountBook, risk: TieredRisk, start_prices: n
     bar in blocks.
 
     Args:
-        book: Positions sorted by margin group (as :func:`synthesize_accounts` builds them and
-            ``AccountBook.from_rows`` orders groups: cross first, then isolated; any order with each group's
-            positions contiguous and groups ascending works). Linear instruments.
+        book: The book (linear instruments); positions in any order.
         risk: The venue's tiered risk model (one tier table per instrument code).
         start_prices: float64 ``(I,)`` prices at the start.
         history: One :class:`PriceBars` per instrument on one time grid (``H`` bars), or None: only the start
@@ -397,11 +395,17 @@ def liquidated_before_start(book: AccountBook, risk: TieredRisk, start_prices: n
         bool ``(G,)``.
 
     Raises:
-        DeleverInputError: malformed history, entry bars out of range, positions not sorted by group.
+        DeleverInputError: malformed history, or entry bars out of range.
     """
     start_prices = np.asarray(start_prices, dtype=np.float64)
-    if (np.diff(book.pos_group) < 0).any():
-        raise DeleverInputError("liquidated_before_start: positions must be sorted by margin group")
+    if entry_bar is not None and np.shape(entry_bar) != (book.n_positions,):
+        raise DeleverInputError(f"entry_bar: expected shape ({book.n_positions},), got {np.shape(entry_bar)}")
+    if (np.diff(book.pos_group) < 0).any():  # e.g. a book read by from_rows: group the positions first
+        order = np.argsort(book.pos_group, kind="stable")
+        book = AccountBook(book.registry, book.account_id, book.group_account, book.group_isolated,
+                           book.pos_group[order], book.pos_instrument[order], book.pos_qty[order],
+                           book.pos_entry_price[order], book.balance)
+        entry_bar = None if entry_bar is None else np.asarray(entry_bar)[order]
     if history is None:
         path = _path(start_prices[:, None], start_prices[:, None])
         n_bars = 0
