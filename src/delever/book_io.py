@@ -69,6 +69,28 @@ def _kind(path: Path) -> str:
     return ""
 
 
+def _source_kind(path: Path, what: str) -> str:
+    """Reader for ``path`` by suffix; the file must exist."""
+    kind = _kind(path)
+    if not kind:
+        raise DeleverInputError(
+            f"{path}: unsupported {what} file type (expected .csv, .csv.gz, .parquet or ccxt .json)"
+        )
+    if not path.is_file():
+        raise DeleverInputError(f"{path}: {what} file not found")
+    return kind
+
+
+def _destination_kind(path: Path, what: str) -> str:
+    """Writer for ``path`` by suffix; its directory must exist."""
+    kind = _kind(path)
+    if kind not in ("csv", "csv.gz", "parquet"):
+        raise DeleverInputError(f"{path}: cannot save {what} there (expected .csv, .csv.gz or .parquet)")
+    if not path.parent.is_dir():
+        raise DeleverInputError(f"{path}: destination directory {path.parent} does not exist")
+    return kind
+
+
 # --------------------------------------------------------------------------- public API
 def load_book(path: Path, instrument: str) -> PositionBook:
     """Load a position book, choosing the reader by file suffix.
@@ -91,13 +113,7 @@ def load_book(path: Path, instrument: str) -> PositionBook:
             row and the field.
     """
     path = Path(path)
-    kind = _kind(path)
-    if not kind:
-        raise DeleverInputError(
-            f"{path}: unsupported position-book file type (expected .csv, .csv.gz, .parquet or ccxt .json)"
-        )
-    if not path.is_file():
-        raise DeleverInputError(f"{path}: position-book file not found")
+    kind = _source_kind(path, "position-book")
     if kind == "json":
         return load_ccxt_positions(path, instrument)
     table = _read_table(path, kind)
@@ -121,13 +137,7 @@ def save_book(book: PositionBook, path: Path) -> None:
         DeleverInputError: unsupported suffix, missing destination directory, or an invalid book.
     """
     path = Path(path)
-    kind = _kind(path)
-    if kind not in ("csv", "csv.gz", "parquet"):
-        raise DeleverInputError(
-            f"{path}: cannot save a position book there (expected .csv, .csv.gz or .parquet)"
-        )
-    if not path.parent.is_dir():
-        raise DeleverInputError(f"{path}: destination directory {path.parent} does not exist")
+    kind = _destination_kind(path, "a position book")
     book.validate(f"{path} (book to save)")
     n = len(book)
     table = pa.table(
@@ -605,13 +615,7 @@ def load_account_book(path: Path, registry: InstrumentRegistry | None = None,
             The message names the file, the 1-based data row and the field.
     """
     path = Path(path)
-    kind = _kind(path)
-    if not kind:
-        raise DeleverInputError(
-            f"{path}: unsupported account-book file type (expected .csv, .csv.gz, .parquet or ccxt .json)"
-        )
-    if not path.is_file():
-        raise DeleverInputError(f"{path}: account-book file not found")
+    kind = _source_kind(path, "account-book")
     if cross_collateral not in ("wallet", "per_position"):
         raise DeleverInputError(f"cross_collateral is {cross_collateral!r}, expected 'wallet' or 'per_position'")
     if kind == "json":
@@ -637,11 +641,7 @@ def save_account_book(book: AccountBook, path: Path) -> None:
             positions.
     """
     path = Path(path)
-    kind = _kind(path)
-    if kind not in ("csv", "csv.gz", "parquet"):
-        raise DeleverInputError(f"{path}: cannot save an account book there (expected .csv, .csv.gz or .parquet)")
-    if not path.parent.is_dir():
-        raise DeleverInputError(f"{path}: destination directory {path.parent} does not exist")
+    kind = _destination_kind(path, "an account book")
     book.validate(f"{path} (book to save)")
     reg = book.registry
     bal = book.balance
