@@ -322,3 +322,35 @@ def test_cross_group_liquidated_at_the_first_bar_after_an_entry():
     assert _reference_liquidated(book(7.0), risk, bars, sp, np.array([5, 0])).tolist() == [False]
     # a wallet of 8.9 survives bar 5 (equity 0.9 > maintenance 0.792)
     assert liquidated_before_start(book(8.9), risk, sp, bars, entry_bar).tolist() == [False]
+
+
+def test_one_instrument_synthesizer_equilibrium_option():
+    """synthesize_book with equilibrium_bars: no position the 2020-03-13 bars before the start would have
+    liquidated (checked with the multi-instrument check on the converted book); without it, many."""
+    from delever.book_io import account_book_from_positions
+    from delever.scenario import EntryPrices, Synthesis
+    from delever.synthesize import synthesize_book
+
+    tiers = _binance_tiers("BTC")
+    kl = read_klines(DATA / "binance-um-btcusdt-1m-crash-windows" / "BTCUSDT-1m-2020-03-13-window.csv")
+    hist = kl.select(None, int(kl.open_time_ms[-1]))
+    start = float(kl.open[-1])
+    prices = (hist.high + hist.low + hist.close) / 3.0  # the runner's entry prices (typical price, volume weights)
+    params = Synthesis(positions=4_000, open_interest_usd=3e8, entry=EntryPrices(source="history", path="x"))
+    bars = (PriceBars.from_klines(hist),)
+    risk = TieredRisk((tiers,))
+    book, rep = synthesize_book(params, "BTCUSDT", start, tiers, np.random.default_rng(8), (prices, hist.volume),
+                                equilibrium_bars=(hist.low, hist.high))
+    assert rep.entry_bar is not None and rep.assumptions["equilibrium_bars"] == len(hist)
+    np.testing.assert_array_equal(book.entry_price, prices[rep.entry_bar])
+    ab = account_book_from_positions(book)
+    assert not liquidated_before_start(ab, risk, np.array([start]), bars, rep.entry_bar).any()
+    # the default (start price only) leaves positions that the crash bars would already have liquidated
+    plain, rp = synthesize_book(params, "BTCUSDT", start, tiers, np.random.default_rng(8), (prices, hist.volume))
+    assert rp.entry_bar is None and "equilibrium" not in rp.assumptions
+    # entry bar unknown there: take the last bar with that price (the least exposure, so a lower bound)
+    last_bar = np.array([int(np.flatnonzero(prices == e)[-1]) for e in plain.entry_price])
+    assert liquidated_before_start(account_book_from_positions(plain), risk, np.array([start]), bars,
+                                   last_bar).sum() > 100
+    assert rep.redraws > rp.redraws
+    np.testing.assert_allclose([rep.long_notional_usd, rep.short_notional_usd], [3e8, 3e8], rtol=1e-9)

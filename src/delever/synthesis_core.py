@@ -232,3 +232,48 @@ def draw_surviving_entries(idx, collateral, mm, qty, sgn, start_price, hist_pric
     return out, ok
 
 
+
+
+def path_suffix_extremes(low: np.ndarray, high: np.ndarray, start_price: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest low and highest high from each bar to the start: float64 ``(H + 1,)`` each, the start price last.
+
+    ``suffix_low[t] = min(low[t:], start)``; a position entered in bar ``b`` meets its adverse extreme at
+    ``suffix_low[b + 1]`` (long) or ``suffix_high[b + 1]`` (short).
+    """
+    low_ext = np.append(np.asarray(low, dtype=np.float64), start_price)
+    high_ext = np.append(np.asarray(high, dtype=np.float64), start_price)
+    return np.minimum.accumulate(low_ext[::-1])[::-1], np.maximum.accumulate(high_ext[::-1])[::-1]
+
+
+def draw_surviving_bars(collateral: np.ndarray, qty: np.ndarray, sgn: np.ndarray, bar_prices: np.ndarray,
+                        bar_p: np.ndarray, suffix_low: np.ndarray, suffix_high: np.ndarray, tiers: MarginTiers,
+                        rng: np.random.Generator, block_cells: int = 2_000_000) -> tuple[np.ndarray, np.ndarray]:
+    """Entry bars drawn from the bar weights restricted to bars from which a position survives the path.
+
+    A position entered at ``bar_prices[b]`` survives when ``collateral + sgn*qty*(worst - entry) > MM(qty*worst)``
+    with ``worst = suffix_low[b + 1]`` (long) or ``suffix_high[b + 1]`` (short) (:func:`path_suffix_extremes`).
+
+    Args:
+        collateral, qty, sgn: float64 ``(M,)`` margin (USD), size (base units, > 0), side (+1 / -1).
+        bar_prices: float64 ``(H,)`` entry price of each bar. bar_p: float64 ``(H,)`` bar probabilities.
+        suffix_low, suffix_high: float64 ``(H + 1,)``.
+        tiers: Brackets for the maintenance margin.
+
+    Returns:
+        ``(bars, ok)``: int64 ``(M,)`` and bool ``(M,)`` (False where no bar lets the position survive).
+    """
+    H = bar_prices.size
+    bars = np.zeros(collateral.size, dtype=np.int64)
+    ok = np.zeros(collateral.size, dtype=bool)
+    step = max(1, block_cells // H)
+    for a in range(0, collateral.size, step):
+        sl = slice(a, a + step)
+        worst = np.where(sgn[sl, None] > 0, suffix_low[None, 1:], suffix_high[None, 1:])
+        mm = tiers.maintenance_margin(qty[sl, None] * worst)
+        alive = collateral[sl, None] + sgn[sl, None] * qty[sl, None] * (worst - bar_prices[None, :]) > mm
+        cw = np.cumsum(np.where(alive, bar_p[None, :], 0.0), axis=1)
+        u = rng.random(cw.shape[0]) * cw[:, -1]
+        pick = np.minimum((cw <= u[:, None]).sum(axis=1), H - 1)
+        bars[sl] = pick
+        ok[sl] = (cw[:, -1] > 0) & alive[np.arange(cw.shape[0]), pick]
+    return bars, ok

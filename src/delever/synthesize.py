@@ -23,12 +23,14 @@ from delever.synthesis_core import (
     OI_RTOL,
     TIER_EDGE_RTOL,
     draw_collateral,
+    draw_surviving_bars,
     draw_surviving_entries,
     fit_side_to_open_interest,
     leverage_probabilities,
     long_account_count,
     max_notional_for_collateral,
     pareto_scale_usd,
+    path_suffix_extremes,
     validate_history,
 )
 from delever.venues.tiers import MarginTiers
@@ -52,6 +54,8 @@ class SynthesisReport:
         redraws: Positions whose entry price was redrawn (at least once) because they were at or
             below maintenance margin at the start price.
         assumptions: Every parameter used (JSON-serializable).
+        entry_bar: int64 ``(N,)`` index into the entry history of each position's entry bar, when
+            ``equilibrium_bars`` were given (None otherwise).
     """
 
     positions: int
@@ -62,6 +66,27 @@ class SynthesisReport:
     leverage_capped: int
     redraws: int
     assumptions: dict[str, object] = field(default_factory=dict)
+    entry_bar: np.ndarray | None = None
+
+
+def _equilibrium_path(bars: tuple[np.ndarray, np.ndarray], hist_prices: np.ndarray | None,
+                      start_price: float) -> tuple[np.ndarray, np.ndarray]:
+    if hist_prices is None:
+        raise DeleverInputError("book.synthesize: equilibrium bars need entry prices from a history (entry.source = "
+                                "'history')")
+    try:
+        low, high = (np.asarray(a, dtype=np.float64) for a in bars)
+    except (TypeError, ValueError):
+        raise DeleverInputError("equilibrium_bars: expected a (low, high) pair of arrays") from None
+    if low.shape != hist_prices.shape or high.shape != hist_prices.shape:
+        raise DeleverInputError(f"equilibrium_bars: low and high must have the entry history's shape "
+                                f"{hist_prices.shape}, got {low.shape} and {high.shape}")
+    bad = ~(np.isfinite(low) & np.isfinite(high) & (low > 0) & (low <= high))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DeleverInputError(f"equilibrium_bars: bar {i + 1}: low {low[i]!r}, high {high[i]!r}; expected "
+                                "0 < low <= high")
+    return path_suffix_extremes(low, high, start_price)
 
 
 def synthesize_book(
@@ -71,6 +96,7 @@ def synthesize_book(
     tiers: MarginTiers,
     rng: np.random.Generator,
     entry_history: tuple[np.ndarray, np.ndarray] | None = None,
+    equilibrium_bars: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[PositionBook, SynthesisReport]:
     """Build a position book whose aggregates match the scenario's synthesis parameters.
 
@@ -117,6 +143,12 @@ def synthesize_book(
         rng: Random generator (seeded from the scenario seed by the caller).
         entry_history: Required when ``params.entry.source == "history"`` and only then:
             (prices float64 ``(H,)`` USD > 0, weights float64 ``(H,)`` >= 0 with positive sum).
+        equilibrium_bars: Optional, history entries only, off by default: (low, high) float64 ``(H,)`` of the
+            bars ``entry_history`` came from, in time order. Then step 7 checks the whole path: a position drawn
+            from bar ``b`` is dead when ``collateral + side*qty*(worst - entry) <= MM(qty*worst)`` at ``worst`` =
+            the lowest low (long) / highest high (short) of bars ``b+1 .. H-1`` and the start price, so a replay
+            has no start-up liquidation spike (docs/synthesizer.md, "Equilibrium at the start"). Survivors of
+            ``MAX_ENTRY_ATTEMPTS`` rounds are drawn from the surviving bars directly.
 
     Returns:
         ``(book, report)``: a validated :class:`PositionBook` of ``params.positions`` rows
@@ -197,16 +229,26 @@ def synthesize_book(
         )
 
     # 3. entry prices with survivorship redraws (exact conditional draws after MAX_ENTRY_ATTEMPTS)
-    def draw(size: int) -> np.ndarray:
+    path = None if equilibrium_bars is None else _equilibrium_path(equilibrium_bars, hist_prices, start_price)
+    bar = np.zeros(n, dtype=np.int64)
+
+    def draw(size: int) -> tuple[np.ndarray, np.ndarray | None]:
         if hist_prices is not None:
-            return hist_prices[rng.choice(hist_prices.size, size=size, p=hist_p)]
-        return start_price * np.exp(entry_cfg.sigma * rng.standard_normal(size))
+            k = rng.choice(hist_prices.size, size=size, p=hist_p)
+            return hist_prices[k], k
+        return start_price * np.exp(entry_cfg.sigma * rng.standard_normal(size)), None
 
-    def dead(idx: np.ndarray | slice, e: np.ndarray) -> np.ndarray:
-        return collateral[idx] + sgn[idx] * qty[idx] * (start_price - e) <= mm[idx]
+    def dead(idx: np.ndarray | slice, e: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if path is None:
+            return collateral[idx] + sgn[idx] * qty[idx] * (start_price - e) <= mm[idx]
+        # entered in bar b: exposed to bars b+1 .. H-1 and the start, each at its adverse extreme
+        worst = np.where(sgn[idx] > 0, path[0][b + 1], path[1][b + 1])
+        return collateral[idx] + sgn[idx] * qty[idx] * (worst - e) <= tiers.maintenance_margin(qty[idx] * worst)
 
-    entry = draw(n)
-    bad = dead(slice(None), entry)
+    entry, b0 = draw(n)
+    if path is not None:
+        bar[:] = b0
+    bad = dead(slice(None), entry, b0)
     redrawn = bad.copy()
     draws = 0
     attempts = 0
@@ -215,8 +257,14 @@ def synthesize_book(
         if attempts >= MAX_ENTRY_ATTEMPTS:
             # Rejection sampling converges to the entry distribution conditioned on survival; for the
             # rare positions it has not placed yet, draw from that conditional distribution directly.
-            e, ok = draw_surviving_entries(idx, collateral, mm, qty, sgn, start_price, hist_prices, hist_p,
-                                            entry_cfg.sigma, rng)
+            if path is None:
+                e, ok = draw_surviving_entries(idx, collateral, mm, qty, sgn, start_price, hist_prices, hist_p,
+                                                entry_cfg.sigma, rng)
+            else:
+                b, ok = draw_surviving_bars(collateral[idx], qty[idx], sgn[idx], hist_prices, hist_p, path[0],
+                                            path[1], tiers, rng)
+                e = hist_prices[b]
+                bar[idx[ok]] = b[ok]
             entry[idx[ok]] = e[ok]
             bad[idx[ok]] = False
             draws += int(ok.sum())
@@ -236,9 +284,11 @@ def synthesize_book(
                 "on the losing side for the leverage mix; lower the leverage mix, narrow entry.sigma, or use a "
                 "history ending nearer the start price"
             )
-        e = draw(idx.size)
+        e, b = draw(idx.size)
         entry[idx] = e
-        bad[idx] = dead(idx, e)
+        if path is not None:
+            bar[idx] = b
+        bad[idx] = dead(idx, e, b)
         draws += idx.size
         attempts += 1
 
@@ -287,6 +337,10 @@ def synthesize_book(
         if hist_prices is None
         else [float(hist_prices.min()), float(hist_prices.max())],
         "survivorship": "entry redrawn while collateral + side*qty*(start-entry) <= maintenance margin",
+        **({} if path is None else {
+            "equilibrium": "history: also at every bar's adverse extreme from the bar after entry to the start",
+            "equilibrium_bars": int(path[0].size - 1),
+        }),
         "max_entry_attempts": MAX_ENTRY_ATTEMPTS,
         "entry_redraw_draws": draws,
         "entry_redraw_rounds": attempts,
@@ -303,5 +357,6 @@ def synthesize_book(
         leverage_capped=int(capped.sum()),
         redraws=int(redrawn.sum()),
         assumptions=assumptions,
+        entry_bar=None if path is None else bar,
     )
     return book, report
