@@ -505,31 +505,33 @@ def _draw_bars(ins: np.ndarray, grid: _Grid, rng: np.random.Generator) -> np.nda
 
 def _conditional_bars(idx: np.ndarray, ins: np.ndarray, qty: np.ndarray, margin_usd: np.ndarray,
                       settle_usd: np.ndarray, grid: _Grid, suffix_low: np.ndarray, suffix_high: np.ndarray,
-                      risk: TieredRisk, registry: InstrumentRegistry, rng: np.random.Generator) -> np.ndarray:
+                      risk: TieredRisk, rng: np.random.Generator) -> np.ndarray:
     """Entry bars for positions ``idx`` drawn from the weights restricted to bars where the position survives on its
     own margin (``margin + min slack >= 0``); -1 where no bar does. A group whose every position survives on its own
     margin survives as a whole (its collateral is the sum of those margins)."""
     H = grid.n_bars
     out = np.full(idx.size, -1, dtype=np.int64)
     w = np.diff(np.concatenate([np.zeros((grid.cum_weight.shape[0], 1)), grid.cum_weight], axis=1), axis=1)
+    u_all = rng.random(idx.size)
     block = max(1, CHECK_BLOCK_CELLS // H)
-    cols = np.arange(H)
-    for a in range(0, idx.size, block):
-        j = idx[a:a + block]
-        i = ins[j]
-        q = qty[j]
-        # entered at the close of bar b: exposed to bars b+1 .. H-1 and the start (suffix column b + 1)
-        worst = np.where((q > 0)[:, None], suffix_low[i][:, 1:], suffix_high[i][:, 1:])
-        s = _adverse_slack(risk, registry, np.repeat(i, H), np.repeat(q, H), grid.entry_price[i].ravel(),
-                           worst.ravel(), np.repeat(settle_usd[j], H)).reshape(j.size, H)
-        ok = margin_usd[j, None] + np.minimum(s, 0.0) >= 0.0
-        cw = np.cumsum(np.where(ok, w[i], 0.0), axis=1)
-        tot = cw[:, -1]
-        u = rng.random(j.size) * tot
-        pick = (cw <= u[:, None]).sum(axis=1)
-        pick = np.minimum(pick, H - 1)
-        good = (tot > 0) & ok[np.arange(j.size), pick]
-        out[a:a + j.size] = np.where(good, cols[pick], -1)
+    for i in np.unique(ins[idx]):
+        rows = np.flatnonzero(ins[idx] == i)
+        tiers = risk.tiers[int(i)]
+        for a in range(0, rows.size, block):
+            r = rows[a:a + block]
+            j = idx[r]
+            q = qty[j][:, None]
+            su = settle_usd[j][:, None]
+            # entered at the close of bar b: exposed to bars b+1 .. H-1 and the start (suffix column b + 1);
+            # the same arithmetic as TieredRisk.position_requirement and InstrumentRegistry.pnl_settle (linear)
+            worst = np.where(q > 0, suffix_low[i, 1:][None, :], suffix_high[i, 1:][None, :])
+            slack = q * (worst - grid.entry_price[i][None, :]) * su - tiers.maintenance_margin(np.abs(q) * worst) * su
+            ok = margin_usd[j, None] + np.minimum(slack, 0.0) >= 0.0
+            cw = np.cumsum(np.where(ok, w[i][None, :], 0.0), axis=1)
+            tot = cw[:, -1]
+            pick = np.minimum((cw <= (u_all[r] * tot)[:, None]).sum(axis=1), H - 1)
+            good = (tot > 0) & ok[np.arange(j.size), pick]
+            out[r] = np.where(good, pick, -1)
     return out
 
 
@@ -806,7 +808,7 @@ def _place_conditional(pidx: np.ndarray, book: AccountBook, grid: _Grid | None, 
         n_cols = path.n_cols
         sl = path.suffix_low if n_cols > 1 else np.repeat(path.suffix_low, grid.n_bars + 1, axis=1)
         sh = path.suffix_high if n_cols > 1 else np.repeat(path.suffix_high, grid.n_bars + 1, axis=1)
-        b = _conditional_bars(pidx, ins, qty, margin_usd, settle_usd, grid, sl, sh, risk, reg, rng)
+        b = _conditional_bars(pidx, ins, qty, margin_usd, settle_usd, grid, sl, sh, risk, rng)
         ok = b >= 0
         bar[pidx[ok]] = b[ok]
         book.pos_entry_price[pidx[ok]] = grid.entry_price[ins[pidx[ok]], b[ok]]
