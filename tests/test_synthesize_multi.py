@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from delever.data.klines import parse_utc_ms, read_klines
 from delever.errors import DeleverInputError
@@ -111,11 +113,11 @@ def test_targets_met_on_nine_coins(nine):
     cross_groups = ~book.group_isolated
     assert cross_groups.sum() == rep.cross_accounts
     assert book.n_groups == rep.cross_accounts + int(book.group_isolated.sum())
-    # cross wallet = sum of its positions' margins: a position's leverage is within the mix (after caps)
+    # every group's wallet is the sum of its positions' margins, each at a leverage of the mix (2x .. 125x)
     assert book.balance.shape == (book.n_groups, 1)
-    notional = np.abs(book.pos_qty) * sp[book.pos_instrument]
-    lev = notional.sum() / book.balance.sum()
-    assert 1.0 < lev < 125.0
+    notional = np.bincount(book.pos_group, weights=np.abs(book.pos_qty) * sp[book.pos_instrument])
+    lev = notional / book.balance[:, 0]
+    assert lev.min() >= 2.0 * (1 - 1e-9) and lev.max() <= 125.0 * (1 + 1e-9)
 
 
 def test_side_correlation_is_the_phi_coefficient(nine):
@@ -354,3 +356,32 @@ def test_one_instrument_synthesizer_equilibrium_option():
                                    last_bar).sum() > 100
     assert rep.redraws > rp.redraws
     np.testing.assert_allclose([rep.long_notional_usd, rep.short_notional_usd], [3e8, 3e8], rtol=1e-9)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    oi=st.lists(st.floats(1e6, 1e10), min_size=3, max_size=3),
+    ratio=st.floats(0.3, 3.0),
+    rho=st.floats(0.0, 1.0),
+    cross=st.floats(0.0, 1.0),
+    conc=st.floats(0.2, 20.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_open_interest_conserved_and_no_group_starts_liquidatable(oi, ratio, rho, cross, conc, seed):
+    """Whatever the parameters: open interest exact per instrument and side, the wallets back the positions, and
+    no margin group is liquidatable at the start (lognormal entries, start-price equilibrium)."""
+    reg = InstrumentRegistry.linear(["BTCUSDT", "SOLUSDT", "DOGEUSDT"])
+    tiers = MarginTiers.from_floors([0, 5e4, 2.5e5, 1e6, 1e7], [125, 100, 50, 20, 10], [0.004, 0.005, 0.01, 0.025, 0.05])
+    risk = TieredRisk((tiers,) * 3)
+    sp = np.array([60_000.0, 150.0, 0.2])
+    p = MultiSynthesisParams(open_interest_usd=tuple(oi), accounts=600, long_short_ratio=ratio, side_correlation=rho,
+                             cross_share=cross, margin_split_concentration=conc, entry_source="lognormal",
+                             entry_sigma=0.05, equilibrium="start", instruments_per_account_share=(0.5, 0.3, 0.2))
+    book, rep = synthesize_accounts(p, reg, sp, None, np.random.default_rng(seed), risk)
+    np.testing.assert_allclose(rep.open_interest_usd, np.repeat(np.array(oi)[:, None], 2, axis=1), rtol=1e-9)
+    np.testing.assert_allclose(book.open_interest_qty() * sp[:, None], rep.open_interest_usd, rtol=1e-12)
+    assert rep.positions == book.n_positions == int(book.instruments_per_account().sum())
+    assert (book.balance > 0).all()
+    r = risk.evaluate(book, Prices(sp, sp, np.ones(1)))
+    assert not r.liquidatable.any()
+    assert not liquidated_before_start(book, risk, sp, None, None).any()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -37,6 +37,9 @@ from delever.synthesis_core import (
     fit_side_to_open_interest,
     leverage_probabilities,
 )
+
+if TYPE_CHECKING:
+    from delever.data.klines import Klines
 
 CHECK_BLOCK_CELLS = 2_000_000
 """Position x bar cells evaluated at once by the exact per-bar check (bounds memory to ~100 MB)."""
@@ -142,7 +145,7 @@ class PriceBars:
     volume: np.ndarray
 
     @classmethod
-    def from_klines(cls, klines) -> PriceBars:
+    def from_klines(cls, klines: Klines) -> PriceBars:
         """From a :class:`delever.data.klines.Klines` (already cut to the window before the start)."""
         return cls(klines.open_time_ms, klines.high, klines.low, klines.close, klines.volume)
 
@@ -383,7 +386,7 @@ def liquidated_before_start(book: AccountBook, risk: TieredRisk, start_prices: n
     bar in blocks.
 
     Args:
-        book: The book (linear instruments); positions in any order.
+        book: The book (linear instruments, collateral in fixed-price assets); positions in any order.
         risk: The venue's tiered risk model (one tier table per instrument code).
         start_prices: float64 ``(I,)`` prices at the start.
         history: One :class:`PriceBars` per instrument on one time grid (``H`` bars), or None: only the start
@@ -395,9 +398,21 @@ def liquidated_before_start(book: AccountBook, risk: TieredRisk, start_prices: n
         bool ``(G,)``.
 
     Raises:
-        DeleverInputError: malformed history, or entry bars out of range.
+        DeleverInputError: malformed history, entry bars out of range, an inverse instrument, or a balance in an
+            asset priced from an instrument.
     """
     start_prices = np.asarray(start_prices, dtype=np.float64)
+    reg = book.registry
+    if start_prices.shape != (len(reg),):
+        raise DeleverInputError(f"start_prices: expected {len(reg)} prices, got shape {start_prices.shape}")
+    used = np.unique(book.pos_instrument)
+    if reg.inverse[used].any():
+        raise DeleverInputError(f"liquidated_before_start: instrument {reg.symbols[int(used[reg.inverse[used]][0])]!r} "
+                                "is inverse; the check values linear contracts")
+    floating = [k for k, a in enumerate(reg.assets.assets) if a.price_from is not None and (book.balance[:, k] != 0).any()]
+    if floating:
+        raise DeleverInputError(f"liquidated_before_start: balances in {reg.assets.symbols[floating[0]]!r}, whose price "
+                                "moves with an instrument; the check holds collateral at a fixed USD price")
     if entry_bar is not None and np.shape(entry_bar) != (book.n_positions,):
         raise DeleverInputError(f"entry_bar: expected shape ({book.n_positions},), got {np.shape(entry_bar)}")
     if (np.diff(book.pos_group) < 0).any():  # e.g. a book read by from_rows: group the positions first
