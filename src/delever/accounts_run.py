@@ -16,15 +16,23 @@ from pathlib import Path
 
 import numpy as np
 
+from delever.data.klines import format_utc_ms, parse_utc_ms
 from delever.engine.accounts import AccountEngine, FundingSchedule, InstrumentMarket
 from delever.engine.mark import MarkPrice
 from delever.errors import DeleverInputError
 from delever.market.depth import DepthCurve, build_depth_curve
 from delever.market.impact import Impact
 from delever.model import AccountBook, InstrumentRegistry
-from delever.multipath import MultiPricePath, load_historical_multi
+from delever.multipath import MultiPricePath, load_bars_multi, load_historical_multi
 from delever.risk import RiskModel, TieredRisk
 from delever.scenario import Scenario, config_hash, resolve_path
+from delever.synthesize_multi import (
+    AccountSizeParams,
+    LeverageMixParams,
+    MultiSynthesisParams,
+    PriceBars,
+    synthesize_accounts,
+)
 from delever.venues import VenueRules, load_venue
 from delever.venues.components import check_venue, venue_components
 from delever.venues.tiers import MarginTiers
@@ -81,27 +89,40 @@ def build_multi_path(scenario: Scenario, data_dir: Path) -> MultiPricePath:
     return load_historical_multi(files, d.start, d.end, d.intrabar, d.mode, empty_bars=d.empty_bars)
 
 
+def _entry_history(scenario: Scenario, data_dir: Path) -> tuple[PriceBars, ...]:
+    """Each instrument's bars in the ``history_minutes`` before the run's start, on one grid."""
+    d, a = scenario.multi_driver, scenario.accounts
+    if d.kind != "historical" or d.start is None:
+        raise DeleverInputError("accounts.entry_source = 'history' needs a historical multi_driver with a start time")
+    start_ms = parse_utc_ms(d.start, "multi_driver.start")
+    begin = format_utc_ms(start_ms - a.history_minutes * 60_000)
+    files = {i.symbol: resolve_path(i.path, data_dir, f"instruments.{i.symbol}.path") for i in scenario.instruments}
+    bars = load_bars_multi(files, begin, d.start, d.empty_bars)
+    return tuple(PriceBars.from_klines(bars[i.symbol]) for i in scenario.instruments)
+
+
 def _book(scenario: Scenario, registry: InstrumentRegistry, start: np.ndarray, tiers: tuple[MarginTiers, ...],
-          path: MultiPricePath, data_dir: Path) -> tuple[AccountBook, str, dict[str, object]]:
+          data_dir: Path) -> tuple[AccountBook, str, dict[str, object]]:
     if scenario.book.source == "file":
         from delever.book_io import load_account_book
 
         p = resolve_path(scenario.book.path, data_dir, "book.path")
         return load_account_book(p, registry), str(p), {}
-    from delever.synthesize_multi import AccountSynthesis, InstrumentTarget, synthesize_accounts
-
     a = scenario.accounts
-    targets = tuple(InstrumentTarget(i.symbol, i.open_interest_usd, i.long_short_ratio) for i in scenario.instruments)
-    params = AccountSynthesis(accounts=a.accounts, instruments=targets,
-                              instruments_per_account_share=tuple(a.instruments_per_account_share),
-                              side_correlation=a.side_correlation, cross_share=a.cross_share,
-                              leverage=tuple(a.leverage.leverage), leverage_weight=tuple(a.leverage.weight),
-                              leverage_basis=a.leverage.basis, account_size_median_usd=a.account_size.median_usd,
-                              account_size_sigma=a.account_size.sigma, entry_sigma=a.entry_sigma,
-                              equilibrium=a.equilibrium)
+    params = MultiSynthesisParams(
+        open_interest_usd=tuple(i.open_interest_usd for i in scenario.instruments), accounts=a.accounts,
+        long_short_ratio=tuple(i.long_short_ratio for i in scenario.instruments),
+        instruments_per_account_share=tuple(a.instruments_per_account_share), side_correlation=a.side_correlation,
+        cross_share=a.cross_share, margin_split_concentration=a.margin_split_concentration,
+        leverage=LeverageMixParams(tuple(a.leverage.leverage), tuple(a.leverage.weight), a.leverage.basis),
+        account_size=AccountSizeParams(a.account_size.kind, a.account_size.median_usd, a.account_size.sigma,
+                                       a.account_size.pareto_alpha),
+        entry_source=a.entry_source, entry_sigma=a.entry_sigma, equilibrium=a.equilibrium)
+    history = _entry_history(scenario, data_dir) if a.entry_source == "history" else None
     rng = np.random.default_rng(np.random.SeedSequence(scenario.seed))
-    book, report = synthesize_accounts(params, registry, start, TieredRisk(tiers), rng, history=None)
-    return book, "synthesized", dict(report)
+    book, report = synthesize_accounts(params, registry, start, history, rng, TieredRisk(tiers))
+    summary = {k: v for k, v in vars(report).items() if k not in ("pos_entry_bar", "pos_removed")}
+    return book, "synthesized", {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in summary.items()}
 
 
 def prepare_accounts(scenario: Scenario, data_dir: Path) -> PreparedAccounts:
@@ -119,7 +140,7 @@ def prepare_accounts(scenario: Scenario, data_dir: Path) -> PreparedAccounts:
     start = path.price[0].copy()
     depths = tuple(build_depth_curve(i.depth, data_dir, float(start[k])) for k, i in enumerate(scenario.instruments))
     notes = [*path.notes, *[f"depth {s}: {d.source}" for s, d in zip(symbols, depths, strict=True)]]
-    book, source, assumptions = _book(scenario, registry, start, tiers, path, data_dir)
+    book, source, assumptions = _book(scenario, registry, start, tiers, data_dir)
     return PreparedAccounts(scenario, venue, registry, tiers, path, depths, book, config_hash(scenario, venue), source,
                             assumptions, notes)
 
@@ -213,6 +234,16 @@ def account_metrics(prep: PreparedAccounts, eng: AccountEngine) -> dict[str, obj
     }
 
 
+def _driver_label(prep: PreparedAccounts) -> str:
+    d = prep.scenario.multi_driver
+    p = prep.path
+    if d.kind == "shock":
+        return "; ".join(p.labels)
+    t = p.start_time_utc or ""
+    return (f"historical: {len(p.instruments)} per-instrument kline files from {t.replace('T', ' ').rstrip('Z')} UTC, "
+            f"{p.t_s.size} steps over {p.t_s[-1]:g} s, intrabar {d.intrabar}, {p.mode}")
+
+
 def execute_accounts(prep: PreparedAccounts) -> tuple[dict[str, object], dict[str, object], float]:
     """Run the account engine on prepared inputs.
 
@@ -236,7 +267,7 @@ def execute_accounts(prep: PreparedAccounts) -> tuple[dict[str, object], dict[st
         "venue": prep.venue.name,
         "engine": "accounts",
         "mode": prep.path.mode,
-        "price_driver": "; ".join(f"{s}: {lab}" for s, lab in zip(prep.path.instruments, prep.path.labels, strict=False)),
+        "price_driver": _driver_label(prep),
         "accounts": prep.book.n_accounts,
         "positions": prep.book.n_positions,
         "steps": int(prep.path.t_s.size),

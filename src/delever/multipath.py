@@ -39,6 +39,7 @@ __all__ = [
     "CoinPath",
     "MultiPricePath",
     "MultiReturns",
+    "load_bars_multi",
     "load_historical_multi",
     "minute_log_returns_multi",
     "oct10_2025_paths",
@@ -379,6 +380,38 @@ def _flat_bars_at(bars: Klines, open_ms: list[int], path: str) -> Klines:
                   col(bars.quote_volume, 0.0), col(bars.taker_buy_volume, 0.0), bars.interval_ms, bars.path)
 
 
+def _aligned_bars(paths: Mapping[str, Path | str], start: str | None, end: str | None,
+                  empty_bars: str) -> tuple[list[_Bars], np.ndarray, list[str]]:
+    """Every instrument's bars over the window on one grid (see :func:`load_historical_multi`), and the notes of
+    minutes held at the last trade."""
+    parts = _read_window(paths, start, end)
+    if empty_bars not in ("refuse", "last_trade"):
+        raise DeleverInputError(f"empty_bars: expected 'refuse' or 'last_trade', got {empty_bars!r}")
+    filled: list[str] = []
+    if empty_bars == "last_trade":
+        for b in parts:
+            if b.empty:
+                b.bars = _flat_bars_at(b.bars, [t for _, t in b.empty], str(b.path))
+                filled.append(f"{b.instrument}: {len(b.empty)} minute(s) without trades held at the last trade price "
+                              f"({', '.join(format_utc_ms(t)[11:16] for _, t in b.empty)} UTC, {b.path.name})")
+                b.empty = []
+    grid = _check_same_grid(parts, allow_empty=False)
+    return parts, grid, filled
+
+
+def load_bars_multi(paths: Mapping[str, Path | str], start: str | None = None, end: str | None = None,
+                    empty_bars: str = "refuse") -> dict[str, Klines]:
+    """The bars of every instrument over ``[start, end)`` on one time grid, as :class:`Klines` per instrument.
+
+    The same reading, window and alignment rules as :func:`load_historical_multi` (used for entry histories).
+
+    Raises:
+        DeleverInputError: as :func:`load_historical_multi`.
+    """
+    parts, _, _ = _aligned_bars(paths, start, end, empty_bars)
+    return {b.instrument: b.bars for b in parts}
+
+
 def load_historical_multi(
     paths: Mapping[str, Path | str],
     start: str | None = None,
@@ -416,18 +449,7 @@ def load_historical_multi(
             window outside a file; differing intervals; a bar one instrument lacks (file, row, time); a
             minute without trades in the window (file, row); bad ``intrabar``/``mode``.
     """
-    parts = _read_window(paths, start, end)
-    if empty_bars not in ("refuse", "last_trade"):
-        raise DeleverInputError(f"empty_bars: expected 'refuse' or 'last_trade', got {empty_bars!r}")
-    filled: list[str] = []
-    if empty_bars == "last_trade":
-        for b in parts:
-            if b.empty:
-                b.bars = _flat_bars_at(b.bars, [t for _, t in b.empty], str(b.path))
-                filled.append(f"{b.instrument}: {len(b.empty)} minute(s) without trades held at the last trade price "
-                              f"({', '.join(format_utc_ms(t)[11:16] for _, t in b.empty)} UTC, {b.path.name})")
-                b.empty = []
-    grid = _check_same_grid(parts, allow_empty=False)
+    parts, grid, filled = _aligned_bars(paths, start, end, empty_bars)
     cols = [historical_path(b.bars, intrabar, mode) for b in parts]
     t_s = cols[0].t_s
     notes = tuple(n for b in parts for n in b.notes) + tuple(filled)

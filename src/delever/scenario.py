@@ -431,29 +431,37 @@ class MultiDriver(Strict):
 
 
 class AccountsSection(Strict):
-    """Synthesized multi-instrument book (``[accounts]``): how accounts spread over instruments.
+    """Synthesized multi-instrument book (``[accounts]``; ``delever.synthesize_multi``, docs/synthesizer.md).
 
-    ``instruments_per_account_share[k-1]`` is the share of accounts holding ``k`` instruments (normalized;
-    default from the 2025-10-10 Hyperliquid ADL tables: of 294 high-leverage users deleveraged, 244 in one coin
-    and 50 in 2-7 — a floor for the whole population, said as such in the run notes); ``side_correlation`` the
-    probability that an account's further positions take the side of its first (0.5 = independent);
-    ``cross_share`` the share of accounts in cross margin (the rest isolated, one group per position).
-    ``equilibrium``: positions the price history before the start would already have liquidated are replaced.
+    ``instruments_per_account_share[k-1]`` is the share of accounts holding ``k`` instruments (normalized);
+    ``side_correlation`` the phi coefficient of the sides of two positions of one account; ``cross_share`` the
+    share of accounts in cross margin (the rest isolated, one margin group per position); an account's collateral is
+    split over its positions by a symmetric Dirichlet(``margin_split_concentration``). Entries: ``history`` draws
+    each position's entry bar (by volume) from its instrument's bars in the ``history_minutes`` before the run's
+    start (a historical ``multi_driver`` whose files reach back that far), ``lognormal`` around the start price.
+    ``equilibrium``: ``history`` replaces positions the bars from entry to start would already have liquidated
+    (no start-up spike), ``start`` only those liquidatable at the start, ``none`` keeps every draw.
+    Per-instrument open interest and long/short ratio are in ``[[instruments]]``.
     """
 
     accounts: Annotated[int, Field(ge=1, le=20_000_000)] = 50_000
-    instruments_per_account_share: list[NonNegFloat] = [0.83, 0.09, 0.04, 0.02, 0.01, 0.005, 0.005]
-    side_correlation: Fraction = 0.8
-    cross_share: Fraction = 0.9
+    instruments_per_account_share: list[NonNegFloat] = [0.60, 0.20, 0.10, 0.05, 0.02, 0.01, 0.01, 0.005, 0.005]
+    side_correlation: Fraction = 0.5
+    cross_share: Fraction = 0.5
+    margin_split_concentration: PositiveFloat = 1.0
     leverage: LeverageMix = LeverageMix()
     account_size: AccountSizes = AccountSizes()
+    entry_source: Literal["history", "lognormal"] = "lognormal"
+    history_minutes: Annotated[int, Field(ge=1, le=1_000_000)] = 30
     entry_sigma: PositiveFloat = Field(default=0.03, description="lognormal std of log(entry / start)")
-    equilibrium: bool = True
+    equilibrium: Literal["history", "start", "none"] = "start"
 
     @model_validator(mode="after")
     def _shares(self) -> AccountsSection:
         if not self.instruments_per_account_share or sum(self.instruments_per_account_share) <= 0:
             raise ValueError("instruments_per_account_share must be non-empty with a positive sum")
+        if self.equilibrium == "history" and self.entry_source != "history":
+            raise ValueError("equilibrium = 'history' needs entry_source = 'history' (entry bars to check from)")
         return self
 
 

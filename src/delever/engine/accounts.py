@@ -25,6 +25,7 @@ the previous mark, queue and pro-rata policies).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -164,6 +165,11 @@ class AccountEngine:
         self.market_cash = np.zeros(K)
         self.bad_debt_cash = np.zeros(K)
         self.fee_pool_cash = np.zeros(K)
+        # every change of the venue's own parties, kept exactly (summed with math.fsum in conservation())
+        self._party_log: dict[str, list[list[np.ndarray]]] = {p: [[] for _ in range(K)] for p in
+                                                              ("backstop", "market", "bad_debt", "fee_pool")}
+        self._party_start = {"backstop": self.bs_cash.copy(), "market": np.zeros(K), "bad_debt": np.zeros(K),
+                             "fee_pool": np.zeros(K)}
         self.cooldown_until = np.full(self.b.n_positions, -np.inf)
         self.ledger = AssetLedger(reg.assets.symbols)
         self.per = PerInstrument.zeros(self.n_ins)
@@ -185,8 +191,22 @@ class AccountEngine:
         return Prices(self.mark, self.index, self.asset_usd)
 
     def _money(self) -> dict[str, np.ndarray]:
-        return {"traders": self.b.balance.sum(axis=0), "backstop": self.bs_cash.copy(), "market": self.market_cash.copy(),
-                "bad_debt": self.bad_debt_cash.copy(), "fee_pool": self.fee_pool_cash.copy()}
+        """Each party group's holdings per asset, summed exactly (math.fsum over balances and logged changes), so
+        the conservation check measures the engine's transfers, not the rounding of large running sums."""
+        K = self.bs_cash.size
+        out = {"traders": np.array([math.fsum(self.b.balance[:, k]) for k in range(K)])}
+        for party, log in self._party_log.items():
+            out[party] = np.array([math.fsum([self._party_start[party][k], *(x for a in log[k] for x in a.tolist())])
+                                   for k in range(K)])
+        return out
+
+    def _move(self, party: str, asset: int, amount) -> None:
+        """Change a venue party's cash by ``amount`` (float or array of transfers, asset units), logged exactly."""
+        amt = np.atleast_1d(np.asarray(amount, dtype=np.float64))
+        self._party_log[party][asset].append(amt.copy())
+        cash = {"backstop": self.bs_cash, "market": self.market_cash, "bad_debt": self.bad_debt_cash,
+                "fee_pool": self.fee_pool_cash}[party]
+        cash[asset] += amt.sum()
 
     def _inside_net_qty(self) -> np.ndarray:
         net = np.bincount(self.b.pos_instrument, weights=self.b.pos_qty, minlength=self.n_ins)
@@ -204,10 +224,7 @@ class AccountEngine:
         np.add.at(self.b.balance, (g, k), amount)
         for a in np.unique(k):
             m = k == a
-            if payer == MARKET:
-                self.market_cash[a] -= amount[m].sum()
-            else:
-                self.bs_cash[a] -= amount[m].sum()
+            self._move("market" if payer == MARKET else "backstop", int(a), -amount[m])
             self.ledger.transfer(kind, int(a), payer, self._account_of(pos[m]), amount[m], self.asset_usd[a])
 
     def equity_usd(self) -> np.ndarray:
@@ -261,13 +278,14 @@ class AccountEngine:
 
     def _pay_backstop(self, realized: float, kind: str, asset: int) -> None:
         """Market pays the backstop ``realized``; a negative cash balance is made whole by bad debt."""
-        self.bs_cash[asset] += realized
-        self.market_cash[asset] -= realized
+        self._move("backstop", asset, realized)
+        self._move("market", asset, -realized)
         self.ledger.transfer(kind, asset, MARKET, self.party, realized, self.asset_usd[asset])
         if self.bs_cash[asset] < 0:
             deficit = -self.bs_cash[asset]
+            self._move("backstop", asset, deficit)
             self.bs_cash[asset] = 0.0
-            self.bad_debt_cash[asset] -= deficit
+            self._move("bad_debt", asset, -deficit)
             self.totals.bad_debt_usd += deficit * self.asset_usd[asset]
             self.ledger.transfer("bad_debt", asset, BAD_DEBT, self.party, deficit, self.asset_usd[asset])
 
@@ -277,7 +295,7 @@ class AccountEngine:
             amt = self.b.balance[groups, a]
             if not amt.any():
                 continue
-            self.bs_cash[a] += amt.sum()
+            self._move("backstop", a, amt)
             self.b.balance[groups, a] = 0.0
             self.ledger.transfer(kind, a, self.b.account_id[self.b.group_account[groups]], self.party, amt,
                                  self.asset_usd[a])
@@ -647,7 +665,7 @@ class AccountEngine:
         """
         end, start = self._money(), self._start_money
         change = {k: end[k] - start[k] for k in end}
-        imbalance = sum(change.values())
+        imbalance = np.array([math.fsum(c[k] for c in change.values()) for k in range(self.bs_cash.size)])
         flows = self.ledger.net_flows()
         K = self.bs_cash.size
         led = {k: np.zeros(K) for k in change}

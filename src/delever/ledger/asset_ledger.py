@@ -8,6 +8,8 @@ state; the ledger is the independent record the run is reconciled against, per a
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyarrow as pa
 
@@ -72,15 +74,21 @@ class AssetLedger:
         parties = np.concatenate([src, dst])
         assets2 = np.concatenate([asset, asset])
         keys, inv = np.unique(np.stack([parties, assets2], axis=1), axis=0, return_inverse=True)
-        net = np.bincount(inv.ravel(), weights=np.concatenate([-amt, amt]), minlength=keys.shape[0])
-        return {(int(p), int(k)): float(v) for (p, k), v in zip(keys, net, strict=True)}
+        inv = inv.ravel()
+        signed = np.concatenate([-amt, amt])
+        order = np.argsort(inv, kind="stable")
+        bounds = np.searchsorted(inv[order], np.arange(keys.shape[0] + 1))
+        vals = signed[order]
+        # exact sums per (party, asset): a party's flows can reach 1e10 USD, where running float sums drift
+        return {(int(p), int(k)): math.fsum(vals[bounds[j]:bounds[j + 1]].tolist())
+                for j, (p, k) in enumerate(keys)}
 
     def imbalance_by_asset(self) -> dict[str, float]:
         """Sum of net flows per asset (0 by construction of double entry; a check of the records themselves)."""
-        out = {s: 0.0 for s in self.assets}
+        per: dict[int, list[float]] = {k: [] for k in range(len(self.assets))}
         for (_, k), v in self.net_flows().items():
-            out[self.assets[k]] += v
-        return out
+            per[k].append(v)
+        return {self.assets[k]: math.fsum(v) for k, v in per.items()}
 
     def to_table(self) -> pa.Table:
         """Transfers: seq, step, round, t_s, kind, asset, from_party, to_party, from_name, to_name, amount, value_usd."""
