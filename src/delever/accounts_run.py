@@ -18,6 +18,7 @@ import numpy as np
 
 from delever.data.klines import format_utc_ms, parse_utc_ms
 from delever.engine.accounts import AccountEngine, FundingSchedule, InstrumentMarket
+from delever.engine.funding_schedule import VenueFunding
 from delever.engine.mark import MarkPrice
 from delever.errors import DeleverInputError
 from delever.market.depth import DepthCurve, build_depth_curve
@@ -145,6 +146,12 @@ def prepare_accounts(scenario: Scenario, data_dir: Path) -> PreparedAccounts:
                             assumptions, notes)
 
 
+def _start_epoch_s(path: MultiPricePath) -> float | None:
+    if path.start_time_utc is None:
+        return None
+    return parse_utc_ms(path.start_time_utc.replace("T", " ").rstrip("Z"), "start time") / 1000.0
+
+
 def make_account_engine(prep: PreparedAccounts, price: np.ndarray | None = None, risk: RiskModel | None = None,
                         funding: FundingSchedule | None = None) -> AccountEngine:
     """A fresh account engine for ``prep`` (on ``price``, float64 ``(T, I)``, default the scenario's paths)."""
@@ -157,6 +164,9 @@ def make_account_engine(prep: PreparedAccounts, price: np.ndarray | None = None,
                                 MarkPrice(m.method, m.basis_window_s, m.funding_basis, m.funding_rate,
                                           m.funding_interval_s, m.time_to_funding_s)) for d in prep.depths]
     liq, bs, dl = venue_components(prep.venue)
+    if funding is None and sc.engine.funding and prep.venue.funding is not None:
+        funding = VenueFunding([prep.venue.funding.rule_for(s) for s in prep.registry.symbols],
+                               np.array([i.basis_pct for i in sc.instruments]), _start_epoch_s(prep.path))
     return AccountEngine(prep.book, risk or TieredRisk(prep.tiers), markets, prep.path.t_s,
                          prep.path.price if price is None else price, liq, bs, dl, sc.insurance_fund.initial_usd,
                          fund_asset=0, max_rounds=sc.engine.max_rounds, replay=replay, funding=funding)
@@ -195,6 +205,7 @@ def account_metrics(prep: PreparedAccounts, eng: AccountEngine) -> dict[str, obj
             "adl_notional_usd": float(per.adl_notional_usd[i]),
             "adl_count": int(per.adl_count[i]),
             "funding_paid_usd": float(per.funding_paid_usd[i]),
+            "funding_paid_by_longs_usd": float(per.funding_longs_usd[i]),
             "exogenous_move_pct": em,
             "final_move_pct": fm,
             "backstop_inventory_end_qty": float(eng.inv_qty[i]),
@@ -224,6 +235,7 @@ def account_metrics(prep: PreparedAccounts, eng: AccountEngine) -> dict[str, obj
         "accounts_liquidated": len(eng.totals.instruments_liquidated),
         "accounts_liquidated_multi_instrument": int(multi),
         "funding_paid_usd": float(per.funding_paid_usd.sum()),
+        "funding_paid_by_longs_usd": float(per.funding_longs_usd.sum()),
         "ledger_imbalance_usd": float(sum(v * eng.asset_usd[k] for k, v in
                                           enumerate(cons["ledger_imbalance_by_asset"].values()))),
         "ledger_imbalance_by_asset": cons["ledger_imbalance_by_asset"],

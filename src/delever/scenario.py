@@ -284,6 +284,8 @@ class StressSection(Strict):
 
 class EngineSection(Strict):
     dt_s: PositiveFloat = Field(default=1.0, description="time step of generated drivers (s)")
+    funding: bool = Field(default=True, description=(
+        "account engine: pay funding by the venue's [funding] rules (premium from each instrument's book)"))
     max_rounds: Annotated[int, Field(ge=1, le=10_000)] = 50
 
 
@@ -407,6 +409,8 @@ class InstrumentSection(Strict):
     open_interest_usd: PositiveFloat = 1.0e9
     long_short_ratio: PositiveFloat = 1.0
     depth: Annotated[BookDepthSource | L2Source | ParametricDepth, Field(discriminator="source")] = ParametricDepth()
+    basis_pct: Annotated[float, Field(gt=-50, lt=50)] = Field(default=0.0, description=(
+        "perp premium over the index held for the run (percent), read by the funding clock"))
 
 
 class MultiDriver(Strict):

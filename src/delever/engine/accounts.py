@@ -81,12 +81,13 @@ class PerInstrument:
     adl_notional_usd: np.ndarray
     adl_count: np.ndarray
     funding_paid_usd: np.ndarray          # paid by traders (net, positive = traders paid the market)
+    funding_longs_usd: np.ndarray         # paid by long positions (negative when longs received)
     market_net_bought_qty: np.ndarray     # inside parties' net purchases from the outside market
 
     @classmethod
     def zeros(cls, n: int) -> PerInstrument:
         f = lambda: np.zeros(n)  # noqa: E731
-        return cls(f(), f(), np.zeros(n, np.int64), f(), np.zeros(n, np.int64), f(), f())
+        return cls(f(), f(), np.zeros(n, np.int64), f(), np.zeros(n, np.int64), f(), f(), f())
 
 
 @dataclass
@@ -106,12 +107,11 @@ class AccountTotals:
 
 
 class FundingSchedule:
-    """Funding rates per instrument: what the engine asks at each step.
+    """No funding: what the engine asks of a funding component (``delever.engine.funding_schedule.VenueFunding``)."""
 
-    The default charges nothing; ``delever.venues.funding`` supplies the venues' premium-index schedules.
-    """
+    payment_on_index: np.ndarray | None = None
 
-    def rates_due(self, t_s: float, dt_s: float, index: np.ndarray, last: np.ndarray) -> np.ndarray | None:
+    def rates_due(self, t_s: float, dt_s: float, index: np.ndarray, markets: list) -> np.ndarray | None:
         """Funding rate per instrument settling in this step (fraction of notional, + = longs pay), or None."""
         return None
 
@@ -588,9 +588,13 @@ class AccountEngine:
         if open_.size == 0:
             return
         ins = b.pos_instrument[open_]
-        pay = rates[ins] * b.pos_qty[open_] * self.reg.contract_size[ins] * self.mark[ins]
+        on_index = self.funding.payment_on_index
+        price = self.mark if on_index is None else np.where(on_index, self.index, self.mark)
+        pay = rates[ins] * b.pos_qty[open_] * self.reg.contract_size[ins] * price[ins]
         self._credit("funding", open_, -pay, FUNDING)
         np.add.at(self.per.funding_paid_usd, ins, pay)
+        longs = b.pos_qty[open_] > 0
+        np.add.at(self.per.funding_longs_usd, ins[longs], pay[longs])
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:
@@ -608,7 +612,7 @@ class AccountEngine:
                 self.index[i], self.last[i] = m.impact.reference(exo), m.impact.last(exo)
                 self.mark[i] = exo if self.replay else m.mark.value(self.index[i], self.last[i], dt, t)
             self.ledger.at(step, 0, t)
-            rates = self.funding.rates_due(t, dt, self.index, self.last)
+            rates = self.funding.rates_due(t, dt, self.index, self.markets) if step else None
             if rates is not None:
                 self._pay_funding(np.asarray(rates, np.float64))
             liq_before = self.per.liquidation_count.copy()
