@@ -1123,8 +1123,11 @@ def validate_all(data_dir: Path, out_dir: Path | None = None, quick: bool = Fals
     data_dir = Path(data_dir)
     k_bin = 0 if quick else (20 if ensemble is None else ensemble)
     k_hl = 0 if quick else (10 if ensemble is None else ensemble)
+    from delever.validate_multi import validate_hyperliquid_multi
+
     events = [*validate_binance_windows(data_dir, quick, k_bin, workers),
               validate_hyperliquid_oct10(data_dir, quick, k_hl, workers),
+              validate_hyperliquid_multi(data_dir, quick, 0 if quick else 4),
               _aave(data_dir, quick)]
     return _report(events, data_dir, out_dir, quick, t0)
 
@@ -1488,6 +1491,7 @@ def _json_view(report: dict[str, Any]) -> dict[str, Any]:
     """The ``--json`` object: per event the observed and simulated figures and errors, and the statistics."""
     return {
         "generated_utc": report["generated_utc"], "quick": report["quick"], "wall_s": report["wall_s"],
+        **{ev["summary_key"]: ev["headline"] for ev in report["events"] if ev.get("summary_key")},
         "events": [{"event": ev["event"], "title": ev["title"], "primary": ev.get("primary", []),
                     "metrics": ev.get("metrics", []), "agreement": ev.get("agreement", []),
                     "diagnostics": ev.get("diagnostics", []), "post_hoc_choices": ev.get("post_hoc_choices", []),
