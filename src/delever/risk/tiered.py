@@ -45,23 +45,35 @@ class TieredRisk:
     def __post_init__(self) -> None:
         if not self.tiers:
             raise DeleverInputError("tiered risk model: one tier table per instrument is required")
+        # every instrument's brackets padded into (I, K) tables: one vectorized lookup for all positions
+        k = max(t.floor_usd.size for t in self.tiers)
+        n = len(self.tiers)
+        self._floor = np.full((n, k), np.inf)
+        self._mmr = np.zeros((n, k))
+        self._cum = np.zeros((n, k))
+        self._lev = np.ones((n, k))
+        for i, t in enumerate(self.tiers):
+            m = t.floor_usd.size
+            self._floor[i, :m], self._mmr[i, :m], self._cum[i, :m], self._lev[i, :m] = (
+                t.floor_usd, t.mmr, t.maint_amount_usd, t.max_leverage)
 
     def position_requirement(self, instrument: np.ndarray, qty: np.ndarray, price: np.ndarray,
                              asset_usd: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
         """Maintenance and initial requirement (USD) of positions at ``price`` (linear contracts).
+
+        The bracket of a notional is the last whose floor lies strictly below it (``MarginTiers.tier_index``), and
+        ``MM = notional x MMR - maintenance amount``, ``IM = notional / max leverage`` of that bracket, computed for
+        every instrument at once.
 
         Args:
             instrument: int32 ``(P,)``. qty: float64 ``(P,)`` signed base units. price: float64 ``(P,)``.
             asset_usd: USD price of the settlement asset (scalar or ``(P,)``).
         """
         notional = np.abs(qty) * price
-        mm = np.empty(notional.size)
-        im = np.empty(notional.size)
-        for code in np.unique(instrument):
-            m = instrument == code
-            t = self.tiers[int(code)]
-            mm[m] = t.maintenance_margin(notional[m])
-            im[m] = notional[m] / t.max_leverage_for(notional[m])
+        floors = self._floor[instrument]
+        k = np.maximum((notional[:, None] > floors).sum(axis=1) - 1, 0)
+        mm = notional * self._mmr[instrument, k] - self._cum[instrument, k]
+        im = notional / self._lev[instrument, k]
         scale = np.asarray(asset_usd, dtype=np.float64)
         return mm * scale, im * scale
 
