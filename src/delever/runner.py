@@ -70,7 +70,7 @@ def _entry_history(scenario: Scenario, data_dir: Path, start_time_utc: str | Non
         raise DeleverInputError("book.synthesize.entry: the price history has no bars in the lookback window")
     prices = (kl.high + kl.low + kl.close) / 3.0
     weights = kl.volume if kl.volume.sum() > 0 else np.ones_like(prices)
-    return prices, weights, f"{len(kl)} bars from {', '.join(p.name for p in paths)}"
+    return prices, weights, (kl.low, kl.high), f"{len(kl)} bars from {', '.join(p.name for p in paths)}"
 
 
 def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
@@ -96,13 +96,17 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
         from delever.synthesize import synthesize_book
 
         rng = np.random.default_rng(np.random.SeedSequence(scenario.seed))
-        history = None
+        history = equilibrium = None
         if scenario.book.synthesize.entry.source == "history":
-            prices, weights, desc = _entry_history(scenario, data_dir, path.start_time_utc)
+            prices, weights, bars, desc = _entry_history(scenario, data_dir, path.start_time_utc)
             history = (prices, weights)
             notes.append(f"book: entry prices drawn from {desc}")
+            if scenario.book.synthesize.entry.equilibrium == "history":
+                equilibrium = bars
+                notes.append("book: in equilibrium at the start (positions the bars since their entry would have "
+                             "liquidated are redrawn)")
         book, report = synthesize_book(scenario.book.synthesize, scenario.market.instrument, start_price, tiers, rng,
-                                       history)
+                                       history, equilibrium)
         assumptions = dict(report.assumptions)
         assumptions.update(positions=report.positions, long_positions=report.long_positions,
                            short_positions=report.short_positions, leverage_capped=report.leverage_capped,

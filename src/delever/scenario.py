@@ -128,11 +128,16 @@ class EntryPrices(Strict):
     extra_paths: list[str] = Field(default_factory=list)
     before: str | None = Field(default=None, description="history: use bars opening before this UTC time")
     lookback_hours: PositiveFloat = 48.0
+    equilibrium: Literal["start", "history"] = Field(default="start", description=(
+        "history entries: 'history' also removes positions any bar between entry and start would have liquidated "
+        "(no start-up spike in a replay); 'start' checks the start price only"))
 
     @model_validator(mode="after")
     def _path(self) -> EntryPrices:
         if self.source == "history" and not self.path:
             raise ValueError("entry prices from 'history' need 'path'")
+        if self.equilibrium == "history" and self.source != "history":
+            raise ValueError("equilibrium = 'history' needs source = 'history' (entry bars to check from)")
         return self
 
 
