@@ -85,7 +85,8 @@ __all__ = [
 DEFAULT_RESAMPLES = 2000
 CONFIDENCE = 0.95
 # Keys that decide the exogenous price paths: shared by every policy (common random numbers).
-SHARED_KEYS: tuple[str, ...] = ("seed", "stress", "price_driver", "market.start_price")
+SHARED_KEYS: tuple[str, ...] = ("seed", "stress", "price_driver", "market.start_price",
+                                 "market.start_price_by_instrument")
 _BOOT_BYTES = 64 * 2**20  # memory of one batch of bootstrap replicates (resampled columns)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._=+-]+")
 

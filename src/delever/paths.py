@@ -92,7 +92,8 @@ def shock_path(driver: ShockDriver, start_price: float | None, dt_s: float) -> P
     """
     if start_price is None:
         raise DeleverInputError(
-            "market.start_price: required with a shock price driver (the shock needs a price to move from)"
+            "market.start_price: required with a shock price driver (the shock needs a price to move from; "
+            "market.start_price_by_instrument has no entry for the instrument)"
         )
     if not (math.isfinite(start_price) and start_price > 0):
         raise DeleverInputError(f"market.start_price: expected a price > 0, got {start_price!r}")

@@ -24,6 +24,7 @@ from delever.market.depth import DepthCurve, build_depth_curve
 from delever.paths import PricePath, build_price_path
 from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.scenario import Scenario, config_hash, resolve_path
+from delever.tier_source import resolve_tiers
 from delever.venues import VenueRules, load_venue
 from delever.venues.tiers import MarginTiers
 
@@ -44,6 +45,7 @@ class Prepared:
     book_source: str
     book_assumptions: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tier_provenance: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,11 +84,12 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
         DeleverInputError: any bad or missing input, named by file/field.
     """
     venue = load_venue(scenario.venue.preset, scenario.venue.overrides)
-    tiers = venue.tiers_for(scenario.market.instrument)
+    tier_src = resolve_tiers(venue, scenario.market.instrument, data_dir)
+    tiers = tier_src.tiers
     path = build_price_path(scenario.price_driver, scenario.market.start_price, scenario.engine.dt_s, data_dir)
     start_price = float(path.price[0])
     depth = build_depth_curve(scenario.market.depth, data_dir, start_price)
-    notes = [f"depth: {depth.source}", *[f"depth: {n}" for n in depth.notes]]
+    notes = [tier_src.note(), f"depth: {depth.source}", *[f"depth: {n}" for n in depth.notes]]
     assumptions: dict[str, object] = {}
     if scenario.book.source == "file":
         from delever.book_io import load_book
@@ -112,7 +115,8 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
         book_source = "synthesized"
     book.validate(book_source)
     venue_hash = config_hash(scenario, venue)
-    return Prepared(scenario, venue, tiers, path, depth, book, venue_hash, book_source, assumptions, notes)
+    return Prepared(scenario, venue, tiers, path, depth, book, venue_hash, book_source, assumptions, notes,
+                    tier_src.provenance())
 
 
 def _extreme_move_pct(prices: np.ndarray, start: float, direction: float) -> float:
@@ -268,6 +272,7 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
             "seed": prep.scenario.seed,
             "scenario": prep.scenario.model_dump(mode="json"),
             "venue_rules": prep.venue.model_dump(mode="json"),
+            "margin_tiers": prep.tier_provenance,
             "book_assumptions": prep.book_assumptions,
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))

@@ -14,19 +14,12 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from delever.config_types import Fraction, NonNegFloat, PositiveFloat, Strict, format_validation
 from delever.errors import DeleverInputError
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-
-
-class Strict(BaseModel):
-    """Base: unknown keys rejected, immutable, no NaN/inf."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+from delever.venues.rules import PRESETS
+from delever.venues.symbols import instrument_candidates
 
 
 # --------------------------------------------------------------------------- venue
@@ -39,8 +32,6 @@ class VenueSection(Strict):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, v: str) -> str:
-        from delever.venues.rules import PRESETS  # imported here: venues.rules imports this module
-
         if v not in PRESETS:
             raise ValueError(f"unknown venue {v!r} (known: {', '.join(PRESETS)})")
         return v
@@ -93,8 +84,16 @@ class ImpactSection(Strict):
 
 
 class MarketSection(Strict):
+    """Instrument, start price, depth and impact.
+
+    ``start_price_by_instrument``: start prices of a shock per instrument, used when ``start_price`` is not
+    set (the embedded default lists real prices of several coins, so ``--set market.instrument=...`` starts
+    the shock at that coin's price rather than at another coin's).
+    """
+
     instrument: str = "BTCUSDT"
     start_price: PositiveFloat | None = Field(default=None, description="USD; default: the price driver's first price")
+    start_price_by_instrument: dict[str, PositiveFloat] = Field(default_factory=dict)
     depth: Annotated[BookDepthSource | L2Source | ParametricDepth, Field(discriminator="source")] = ParametricDepth()
     impact: ImpactSection = ImpactSection()
 
@@ -406,21 +405,30 @@ class Scenario(Strict):
     stress: StressSection = StressSection()
     mitigations: Mitigations = Mitigations()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _shock_start_price(cls, raw: Any) -> Any:
+        # A shock without market.start_price starts at the instrument's entry of start_price_by_instrument.
+        if not isinstance(raw, dict) or not isinstance(raw.get("market"), dict):
+            return raw
+        market, driver = raw["market"], raw.get("price_driver")
+        table = market.get("start_price_by_instrument")
+        shock = not isinstance(driver, dict) or driver.get("kind", "shock") == "shock"
+        if not table or not shock or market.get("start_price") is not None or not isinstance(table, dict):
+            return raw
+        instrument = market.get("instrument", MarketSection.model_fields["instrument"].default)
+        if not isinstance(instrument, str):
+            return raw
+        # exact symbol first, then by coin (BTC, BTC-PERP and BTCUSDC take BTCUSDT's price)
+        coin = {c: k for k in table for c in instrument_candidates(k)[::-1]}
+        key = next((coin[c] for c in instrument_candidates(instrument) if c in coin), None)
+        if key is None:  # no entry: a shock without market.start_price is refused when the path is built
+            return raw
+        return {**raw, "market": {**market, "start_price": table[key]}}
+
 
 # --------------------------------------------------------------------------- loading
 DEFAULT_SCENARIO = Path(__file__).with_name("scenarios") / "default.toml"
-
-
-def _format_validation(err: ValidationError, where: str) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-")) or "(top level)"
-    msg = e["msg"]
-    if e["type"] == "extra_forbidden":
-        msg = "unknown key"
-    got = e.get("input")
-    got_s = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {got!r})"
-    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
-    return f"{where}: field '{loc}': {msg}{got_s}{more}"
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -508,7 +516,7 @@ def validate_scenario(raw: dict[str, Any], where: str) -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise DeleverInputError(_format_validation(exc, where)) from None
+        raise DeleverInputError(format_validation(exc, where)) from None
 
 
 def load_scenario(path: str | Path | None = None, overrides: list[str] | None = None) -> Scenario:

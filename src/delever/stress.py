@@ -731,7 +731,8 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
             "blocks": len(blocks), "steps": ctx.n_steps, "dt_s": st.dt_s, "horizon_s": st.horizon_s,
             "engine": engine_used, "generator": gen.label, "generator_kind": gen.kind, "generator_params": gen.params,
             "scenario": scenario.model_dump(mode="json"), "venue_rules": prep.venue.model_dump(mode="json"),
-            "book_assumptions": prep.book_assumptions, "delever_version": __version__,
+            "book_assumptions": prep.book_assumptions, "margin_tiers": prep.tier_provenance,
+            "delever_version": __version__,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
         _write_json(config, folder / "stress_config.json")
