@@ -8,54 +8,25 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from delever.book import PositionBook
+from delever.depth_source import build_depth_curve
 from delever.engine.core import CascadeEngine
 from delever.engine.drift import BANKRUPTCY_SCHEMA
+from delever.engine.fast import FLOAT_OUTPUTS, INT_OUTPUTS, FastBook, build_fast_book, run_paths_fast
 from delever.engine.tables import TableBuilder
 from delever.errors import DeleverInputError
-from delever.market.depth import DepthCurve, build_depth_curve
 from delever.paths import PricePath, build_price_path
+from delever.run_result import Prepared, RunResult
 from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.scenario import Scenario, config_hash, resolve_path
 from delever.tier_source import resolve_tiers
-from delever.venues import VenueRules, load_venue
-from delever.venues.tiers import MarginTiers
+from delever.venues import load_venue
 
 TABLES = ("steps", "rounds", "liquidations", "adl", "ledger", "bankruptcies")
-
-
-@dataclass
-class Prepared:
-    """Everything a run needs, resolved from the scenario and the data directory."""
-
-    scenario: Scenario
-    venue: VenueRules
-    tiers: MarginTiers
-    path: PricePath
-    depth: DepthCurve
-    book: PositionBook
-    config_hash: str
-    book_source: str
-    book_assumptions: dict[str, object] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    tier_provenance: dict[str, object] = field(default_factory=dict)
-
-
-@dataclass
-class RunResult:
-    """A finished run: the summary (the ``--json`` object), the tables, and the inputs it came from."""
-
-    prepared: Prepared
-    summary: dict[str, object]
-    tables: dict[str, pa.Table]
-    wall_s: float
 
 
 def _entry_history(scenario: Scenario, data_dir: Path, start_time_utc: str | None):
@@ -210,6 +181,36 @@ def run_path(prep: Prepared, path: PricePath) -> dict[str, object]:
     eng = make_engine(prep, path)
     eng.run()
     return path_metrics(eng, prep.scenario.insurance_fund.initial_usd)
+
+
+def run_paths(prep: Prepared, t_s: np.ndarray, prices: np.ndarray, fb: FastBook | None = None,
+              parallel: bool = True, label: str = "fast-kernel fallback") -> dict[str, np.ndarray]:
+    """The fast kernel (``engine.fast.run_paths_fast``), then the general engine (:func:`run_path`) on the
+    paths it flags (those that need ADL) only.
+
+    Args:
+        prep: the prepared run the FastBook was built from.
+        t_s, prices, parallel: as for ``engine.fast.run_paths_fast``.
+        fb: The prepared book; built from ``prep`` when None.
+        label: Label of the ``PricePath`` handed to the general engine.
+
+    Returns:
+        The same dict as ``run_paths_fast``, with every output of the flagged paths taken from the general
+        engine (``amplification`` None -> NaN); ``needs_general`` still tells which paths those were.
+    """
+    fb = build_fast_book(prep) if fb is None else fb
+    res = run_paths_fast(fb, t_s, prices, parallel)
+    px = np.asarray(prices, dtype=np.float64).reshape(-1, np.shape(t_s)[0])
+    t = np.asarray(t_s, dtype=np.float64)
+    for p in np.flatnonzero(res["needs_general"]):
+        m = run_path(prep, PricePath(t, px[p].copy(), "stress", label, None))
+        for name in FLOAT_OUTPUTS:
+            v = m[name]
+            res[name][p] = np.nan if v is None else float(v)
+        for name in INT_OUTPUTS:
+            res[name][p] = int(m[name])
+        res["insurance_depleted"][p] = bool(m["insurance_depleted"])
+    return res
 
 
 def execute(prep: Prepared) -> RunResult:
