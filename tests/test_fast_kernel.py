@@ -24,13 +24,12 @@ from delever.engine.fast import (
     INT_OUTPUTS,
     build_fast_book,
     fast_kernel_support,
-    run_paths,
     run_paths_fast,
     walk_fast,
 )
 from delever.market.depth import SideCurve, parametric_curve, walk, walk_reference
 from delever.paths import PricePath
-from delever.runner import Prepared, run_path
+from delever.runner import Prepared, run_path, run_paths
 from delever.scenario import Scenario
 from delever.venues import load_venue
 from delever.venues.formulas import liquidation_price_binance

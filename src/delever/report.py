@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,8 +13,7 @@ from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from delever.runner import RunResult
+from delever.run_result import RunResult
 
 KEY_FIGURES = (
     ("venue", "venue", "{}"),

@@ -8,50 +8,23 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from delever.book import PositionBook
+from delever.depth_source import build_depth_curve
 from delever.engine.core import CascadeEngine
 from delever.engine.drift import BANKRUPTCY_SCHEMA
+from delever.engine.fast import FLOAT_OUTPUTS, INT_OUTPUTS, FastBook, build_fast_book, run_paths_fast
 from delever.engine.tables import TableBuilder
 from delever.errors import DeleverInputError
-from delever.market.depth import DepthCurve, build_depth_curve
 from delever.paths import PricePath, build_price_path
+from delever.run_result import Prepared, RunResult
 from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.scenario import Scenario, config_hash, resolve_path
-from delever.venues import VenueRules, load_venue
-from delever.venues.tiers import MarginTiers
-
-
-@dataclass
-class Prepared:
-    """Everything a run needs, resolved from the scenario and the data directory."""
-
-    scenario: Scenario
-    venue: VenueRules
-    tiers: MarginTiers
-    path: PricePath
-    depth: DepthCurve
-    book: PositionBook
-    config_hash: str
-    book_source: str
-    book_assumptions: dict[str, object] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunResult:
-    """A finished run: the summary (the ``--json`` object), the tables, and the inputs it came from."""
-
-    prepared: Prepared  # or delever.accounts_run.PreparedAccounts for a multi-instrument run
-    summary: dict[str, object]
-    tables: dict[str, pa.Table]
-    wall_s: float
+from delever.tier_source import resolve_tiers
+from delever.venues import load_venue
 
 
 def _entry_history(scenario: Scenario, data_dir: Path, start_time_utc: str | None):
@@ -80,11 +53,12 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
         DeleverInputError: any bad or missing input, named by file/field.
     """
     venue = load_venue(scenario.venue.preset, scenario.venue.overrides)
-    tiers = venue.tiers_for(scenario.market.instrument)
+    tier_src = resolve_tiers(venue, scenario.market.instrument, data_dir)
+    tiers = tier_src.tiers
     path = build_price_path(scenario.price_driver, scenario.market.start_price, scenario.engine.dt_s, data_dir)
     start_price = float(path.price[0])
     depth = build_depth_curve(scenario.market.depth, data_dir, start_price)
-    notes = [f"depth: {depth.source}", *[f"depth: {n}" for n in depth.notes]]
+    notes = [tier_src.note(), f"depth: {depth.source}", *[f"depth: {n}" for n in depth.notes]]
     assumptions: dict[str, object] = {}
     if scenario.book.source == "file":
         from delever.book_io import load_book
@@ -114,7 +88,8 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
         book_source = "synthesized"
     book.validate(book_source)
     venue_hash = config_hash(scenario, venue)
-    return Prepared(scenario, venue, tiers, path, depth, book, venue_hash, book_source, assumptions, notes)
+    return Prepared(scenario, venue, tiers, path, depth, book, venue_hash, book_source, assumptions, notes,
+                    tier_src.provenance())
 
 
 def _extreme_move_pct(prices: np.ndarray, start: float, direction: float) -> float:
@@ -210,6 +185,36 @@ def run_path(prep: Prepared, path: PricePath) -> dict[str, object]:
     return path_metrics(eng, prep.scenario.insurance_fund.initial_usd)
 
 
+def run_paths(prep: Prepared, t_s: np.ndarray, prices: np.ndarray, fb: FastBook | None = None,
+              parallel: bool = True, label: str = "fast-kernel fallback") -> dict[str, np.ndarray]:
+    """The fast kernel (``engine.fast.run_paths_fast``), then the general engine (:func:`run_path`) on the
+    paths it flags (those that need ADL) only.
+
+    Args:
+        prep: the prepared run the FastBook was built from.
+        t_s, prices, parallel: as for ``engine.fast.run_paths_fast``.
+        fb: The prepared book; built from ``prep`` when None.
+        label: Label of the ``PricePath`` handed to the general engine.
+
+    Returns:
+        The same dict as ``run_paths_fast``, with every output of the flagged paths taken from the general
+        engine (``amplification`` None -> NaN); ``needs_general`` still tells which paths those were.
+    """
+    fb = build_fast_book(prep) if fb is None else fb
+    res = run_paths_fast(fb, t_s, prices, parallel)
+    px = np.asarray(prices, dtype=np.float64).reshape(-1, np.shape(t_s)[0])
+    t = np.asarray(t_s, dtype=np.float64)
+    for p in np.flatnonzero(res["needs_general"]):
+        m = run_path(prep, PricePath(t, px[p].copy(), "stress", label, None))
+        for name in FLOAT_OUTPUTS:
+            v = m[name]
+            res[name][p] = np.nan if v is None else float(v)
+        for name in INT_OUTPUTS:
+            res[name][p] = int(m[name])
+        res["insurance_depleted"][p] = bool(m["insurance_depleted"])
+    return res
+
+
 def execute(prep: Prepared) -> RunResult:
     """Run the engine on prepared inputs and assemble the summary and tables."""
     t0 = time.perf_counter()
@@ -279,6 +284,7 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
             "seed": prep.scenario.seed,
             "scenario": prep.scenario.model_dump(mode="json"),
             "venue_rules": prep.venue.model_dump(mode="json"),
+            "margin_tiers": prep.tier_provenance,
             "book_assumptions": prep.book_assumptions,
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))

@@ -9,7 +9,7 @@ and the cost per step).
 
 Semantics: those of the general engine, decision for decision (``runner.run_path``), for stress-mode
 paths. The kernel does not auto-deleverage: a path on which the backstop would ADL at least one
-counterparty stops and is flagged ``needs_general``; :func:`run_paths` reruns only those paths with
+counterparty stops and is flagged ``needs_general``; ``runner.run_paths`` reruns only those paths with
 the general engine ("ADL as a second pass only on paths that need it").
 
 Typical use::
@@ -17,7 +17,7 @@ Typical use::
     ok, why = fast_kernel_support(prep)
     fb = build_fast_book(prep)                      # once per book; send to each worker once
     out = run_paths_fast(fb, t_s, prices)           # dict of per-path arrays, flagged paths NaN
-    out = run_paths(prep, t_s, prices, fb)          # same, flagged paths filled by the general engine
+    out = runner.run_paths(prep, t_s, prices, fb)   # same, flagged paths filled by the general engine
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ __all__ = [
     "fast_kernel_support",
     "build_fast_book",
     "run_paths_fast",
-    "run_paths",
     "walk_fast",
 ]
 
@@ -269,38 +268,6 @@ def run_paths_fast(fb: FastBook, t_s: np.ndarray, prices: np.ndarray, parallel: 
         res[name] = out_i[:, c].copy()
     for c, name in enumerate(BOOL_OUTPUTS):
         res[name] = out_b[:, c].copy()
-    return res
-
-
-def run_paths(prep, t_s: np.ndarray, prices: np.ndarray, fb: FastBook | None = None, parallel: bool = True,
-              label: str = "fast-kernel fallback") -> dict[str, np.ndarray]:
-    """:func:`run_paths_fast`, then the general engine (``runner.run_path``) on the flagged paths only.
-
-    Args:
-        prep: ``delever.runner.Prepared`` the FastBook was built from.
-        t_s, prices, parallel: as for :func:`run_paths_fast`.
-        fb: The prepared book; built from ``prep`` when None.
-        label: Label of the ``PricePath`` handed to the general engine.
-
-    Returns:
-        The same dict as :func:`run_paths_fast`, with every output of the flagged paths taken from the
-        general engine (``amplification`` None -> NaN); ``needs_general`` still tells which paths those were.
-    """
-    from delever.paths import PricePath
-    from delever.runner import run_path
-
-    fb = build_fast_book(prep) if fb is None else fb
-    res = run_paths_fast(fb, t_s, prices, parallel)
-    px = np.asarray(prices, dtype=np.float64).reshape(-1, np.shape(t_s)[0])
-    t = np.asarray(t_s, dtype=np.float64)
-    for p in np.flatnonzero(res["needs_general"]):
-        m = run_path(prep, PricePath(t, px[p].copy(), "stress", label, None))
-        for name in FLOAT_OUTPUTS:
-            v = m[name]
-            res[name][p] = np.nan if v is None else float(v)
-        for name in INT_OUTPUTS:
-            res[name][p] = int(m[name])
-        res["insurance_depleted"][p] = bool(m["insurance_depleted"])
     return res
 
 
