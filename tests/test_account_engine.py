@@ -42,6 +42,7 @@ def test_money_and_open_interest_conserved(venue, policy, seed, n_ins, rows, mov
     for asset, v in c["ledger_imbalance_by_asset"].items():
         assert abs(v) <= 1e-9 * scale, (asset, v)
     assert c["ledger_reconciliation_max"] <= 1e-9 * scale
+    assert c["state_drift_max"] <= 1e-9 * scale    # the float balances are their logged transfers, to rounding
     for sym, v in c["open_interest_mismatch_qty"].items():
         assert abs(v) <= 1e-9 * max(1.0, float(np.abs(book.pos_qty).sum())), (sym, v)
     # no trader balance ends below zero in USD value unless the group still holds positions

@@ -245,6 +245,7 @@ def account_metrics(prep: PreparedAccounts, eng: AccountEngine) -> dict[str, obj
                                           enumerate(cons["ledger_imbalance_by_asset"].values()))),
         "ledger_imbalance_by_asset": cons["ledger_imbalance_by_asset"],
         "ledger_reconciliation_usd": cons["ledger_reconciliation_max"],
+        "ledger_state_drift_usd": cons["state_drift_max"],
         "open_interest_mismatch_qty": cons["open_interest_mismatch_qty"],
         "instruments": list(prep.registry.symbols),
         "per_instrument": per_instrument,

@@ -167,8 +167,9 @@ class AccountEngine:
         self.fee_pool_cash = np.zeros(K)
         # every change of the venue's own parties, kept exactly (summed with math.fsum in conservation())
         self._party_log: dict[str, list[list[np.ndarray]]] = {p: [[] for _ in range(K)] for p in
-                                                              ("backstop", "market", "bad_debt", "fee_pool")}
-        self._party_start = {"backstop": self.bs_cash.copy(), "market": np.zeros(K), "bad_debt": np.zeros(K),
+                                                              ("traders", "backstop", "market", "bad_debt", "fee_pool")}
+        self._party_start = {"traders": np.array([math.fsum(self.b.balance[:, k]) for k in range(K)]),
+                             "backstop": self.bs_cash.copy(), "market": np.zeros(K), "bad_debt": np.zeros(K),
                              "fee_pool": np.zeros(K)}
         self.cooldown_until = np.full(self.b.n_positions, -np.inf)
         self.ledger = AssetLedger(reg.assets.symbols)
@@ -179,7 +180,6 @@ class AccountEngine:
         self.step_rows = TableBuilder(STEP_SCHEMA)
         self.settle = reg.settle_code[self.b.pos_instrument]
         self.fund_start_usd = float(insurance_fund_usd)
-        self._start_money = self._money()
         self._start_net_qty = self._inside_net_qty()
         self.mark = price[0].copy()
         self.prev_mark = price[0].copy()
@@ -191,14 +191,23 @@ class AccountEngine:
         return Prices(self.mark, self.index, self.asset_usd)
 
     def _money(self) -> dict[str, np.ndarray]:
-        """Each party group's holdings per asset, summed exactly (math.fsum over balances and logged changes), so
-        the conservation check measures the engine's transfers, not the rounding of large running sums."""
+        """Each party group's holdings per asset as its start plus every logged change, summed exactly (math.fsum),
+        so the conservation check measures the engine's transfers, not the rounding of large running sums; how far
+        the float state has drifted from these exact sums is :meth:`state_drift`."""
         K = self.bs_cash.size
-        out = {"traders": np.array([math.fsum(self.b.balance[:, k]) for k in range(K)])}
+        out = {}
         for party, log in self._party_log.items():
             out[party] = np.array([math.fsum([self._party_start[party][k], *(x for a in log[k] for x in a.tolist())])
                                    for k in range(K)])
         return out
+
+    def state_drift(self) -> float:
+        """Worst difference, over party groups and assets, between the float state and its exact logged sum."""
+        exact = self._money()
+        K = self.bs_cash.size
+        state = {"traders": np.array([math.fsum(self.b.balance[:, k]) for k in range(K)]), "backstop": self.bs_cash,
+                 "market": self.market_cash, "bad_debt": self.bad_debt_cash, "fee_pool": self.fee_pool_cash}
+        return max(float(np.abs(state[p] - exact[p]).max()) for p in exact)
 
     def _move(self, party: str, asset: int, amount) -> None:
         """Change a venue party's cash by ``amount`` (float or array of transfers, asset units), logged exactly."""
@@ -224,6 +233,7 @@ class AccountEngine:
         np.add.at(self.b.balance, (g, k), amount)
         for a in np.unique(k):
             m = k == a
+            self._party_log["traders"][int(a)].append(np.array(amount[m], dtype=np.float64))
             self._move("market" if payer == MARKET else "backstop", int(a), -amount[m])
             self.ledger.transfer(kind, int(a), payer, self._account_of(pos[m]), amount[m], self.asset_usd[a])
 
@@ -296,6 +306,7 @@ class AccountEngine:
             if not amt.any():
                 continue
             self._move("backstop", a, amt)
+            self._party_log["traders"][a].append(-amt)
             self.b.balance[groups, a] = 0.0
             self.ledger.transfer(kind, a, self.b.account_id[self.b.group_account[groups]], self.party, amt,
                                  self.asset_usd[a])
@@ -663,24 +674,27 @@ class AccountEngine:
 
         Returns:
             ``ledger_imbalance_by_asset``: asset -> sum over parties of their balance change (0 when conserved);
-            ``ledger_reconciliation_max``: worst |state change - ledger net flow| over party groups and assets;
+            ``ledger_reconciliation_max``: worst |logged change - ledger net flow| over party groups and assets;
+            ``state_drift_max``: worst |float state - exact sum of its logged changes| (the rounding of the running
+            balances; traders' balances summed with math.fsum);
             ``open_interest_mismatch_qty``: instrument -> inside net position change minus net purchases from
             the market (0 when open interest changes only through market trades).
         """
-        end, start = self._money(), self._start_money
-        change = {k: end[k] - start[k] for k in end}
-        imbalance = np.array([math.fsum(c[k] for c in change.values()) for k in range(self.bs_cash.size)])
-        flows = self.ledger.net_flows()
         K = self.bs_cash.size
-        led = {k: np.zeros(K) for k in change}
+        logged = {p: [[x for a in log[k] for x in a.tolist()] for k in range(K)] for p, log in self._party_log.items()}
+        # every change is logged on both sides, so the exact sum of all changes of an asset is its imbalance
+        imbalance = [math.fsum(x for p in logged for x in logged[p][k]) for k in range(K)]
         names = {MARKET: "market", self.party: "backstop", BAD_DEBT: "bad_debt"}
-        for (p, a), v in flows.items():
-            led["traders" if p >= 0 else names.get(p, "fee_pool")][a] += v
-        recon = max(float(np.abs(change[k] - led[k]).max()) for k in change)
+        led: dict[str, list[list[float]]] = {p: [[] for _ in range(K)] for p in logged}
+        for (p, a), v in self.ledger.net_flows().items():
+            led["traders" if p >= 0 else names.get(p, "fee_pool")][a].append(v)
+        recon = max(abs(math.fsum(logged[p][k]) - math.fsum(led[p][k])) for p in logged for k in range(K))
+        drift = self.state_drift()
         oi = self._inside_net_qty() - self._start_net_qty - self.per.market_net_bought_qty
         return {
-            "ledger_imbalance_by_asset": {s: float(imbalance[k]) for k, s in enumerate(self.reg.assets.symbols)},
+            "ledger_imbalance_by_asset": {s: imbalance[k] for k, s in enumerate(self.reg.assets.symbols)},
             "ledger_reconciliation_max": recon,
+            "state_drift_max": drift,
             "open_interest_mismatch_qty": {s: float(oi[i]) for i, s in enumerate(self.reg.symbols)},
         }
 
