@@ -42,3 +42,25 @@ def test_headline_and_report(event, tmp_path):
     V.write_validation(report, tmp_path)
     md = (tmp_path / "validation.md").read_text()
     assert "13 coins in one run" in md and "ADL fills per ADL'd account" in md
+
+
+def test_binance_multi_example_is_the_validated_book():
+    """The example runs the validation's book (the validation replays it; the example is its stress run)."""
+    from delever.scenario import validate_scenario
+    from delever.validate_multi import binance_multi_raw
+
+    ex = load_scenario(ROOT / "examples" / "binance-2025-10-10-multi.toml")
+    assert ex.model_dump() == validate_scenario(binance_multi_raw(), "x").model_dump()
+
+
+def test_binance_multi_validation():
+    if not DATA.is_dir():
+        pytest.skip("shared data not available")
+    from delever.validate_multi import validate_binance_multi
+
+    ev = validate_binance_multi(DATA, quick=True)
+    h = ev["headline"]
+    assert len(h["pearson_lag0_by_coin"]) == 9
+    assert -1 <= h["median_pearson_lag0"] <= 1
+    assert h["spearman_totals_by_coin"] is not None
+    assert len(ev["extra_tables"][0]["rows"]) == 9

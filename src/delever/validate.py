@@ -84,6 +84,7 @@ from delever.validation_core import (  # noqa: F401  (HL_* re-exported: the vali
     _level,
     _stat,
     _utc,
+    correlations,
 )
 
 __all__ = [
@@ -228,28 +229,6 @@ WINDOW_BOOK_DEFAULTS: dict[str, float | int] = {
 
 
 # =========================================================================== statistics
-def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
-    """Pearson and Spearman correlation at lag 0 (``x[t]`` with ``y[t]``), ``scipy.stats.pearsonr`` / ``spearmanr``.
-
-    Args:
-        x: float64 (T,) series.
-        y: float64 (T,) series, same length.
-
-    Returns:
-        ``(pearson_r, spearman_rho)`` over the pairs where both are finite; ``(None, None)`` when fewer than 3
-        pairs remain or a series is constant there.
-    """
-    from scipy.stats import pearsonr, spearmanr
-
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return None, None
-    return float(pearsonr(x, y).statistic), float(spearmanr(x, y).statistic)
-
-
 def lag_scan(est: np.ndarray, obs: np.ndarray, max_lag: int = LAG_SCAN_MAX_MINUTES) -> list[tuple[int, float | None]]:
     """Pearson r of ``est[t + k]`` with ``obs[t]`` for every lag ``k`` in ``-max_lag..max_lag`` (minutes).
 
@@ -1046,11 +1025,12 @@ def validate_all(data_dir: Path, out_dir: Path | None = None, quick: bool = Fals
     data_dir = Path(data_dir)
     k_bin = 0 if quick else (20 if ensemble is None else ensemble)
     k_hl = 0 if quick else (10 if ensemble is None else ensemble)
-    from delever.validate_multi import validate_hyperliquid_multi
+    from delever.validate_multi import validate_binance_multi, validate_hyperliquid_multi  # account engine
 
     events = [*validate_binance_windows(data_dir, quick, k_bin, workers),
               validate_hyperliquid_oct10(data_dir, quick, k_hl, workers),
               validate_hyperliquid_multi(data_dir, quick, 0 if quick else 4),
+              validate_binance_multi(data_dir, quick),
               _aave(data_dir, quick)]
     return _report(events, data_dir, out_dir, quick, t0)
 

@@ -124,3 +124,23 @@ def _fmt(v: object, unit: str = "") -> str:
     return str(v)
 
 
+def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
+    """Pearson and Spearman correlation at lag 0 (``x[t]`` with ``y[t]``), ``scipy.stats.pearsonr`` / ``spearmanr``.
+
+    Args:
+        x: float64 (T,) series.
+        y: float64 (T,) series, same length.
+
+    Returns:
+        ``(pearson_r, spearman_rho)`` over the pairs where both are finite; ``(None, None)`` when fewer than 3
+        pairs remain or a series is constant there.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return None, None
+    return float(pearsonr(x, y).statistic), float(spearmanr(x, y).statistic)
