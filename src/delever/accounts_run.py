@@ -143,7 +143,8 @@ def prepare_accounts(scenario: Scenario, data_dir: Path) -> PreparedAccounts:
     tiers = tuple(t.tiers for t in sources)
     path = build_multi_path(scenario, data_dir)
     start = path.price[0].copy()
-    depths = tuple(build_depth_curve(i.depth, data_dir, float(start[k])) for k, i in enumerate(scenario.instruments))
+    depths = tuple(build_depth_curve(i.depth, data_dir, float(start[k]), i.symbol, f"instruments.{k}.depth")
+                   for k, i in enumerate(scenario.instruments))
     notes = [*path.notes, *[f"depth {s}: {d.source}" for s, d in zip(symbols, depths, strict=True)],
              *[t.note() for t in sources]]
     book, source, assumptions = _book(scenario, registry, start, tiers, data_dir)

@@ -57,7 +57,7 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
     tiers = tier_src.tiers
     path = build_price_path(scenario.price_driver, scenario.market.start_price, scenario.engine.dt_s, data_dir)
     start_price = float(path.price[0])
-    depth = build_depth_curve(scenario.market.depth, data_dir, start_price)
+    depth = build_depth_curve(scenario.market.depth, data_dir, start_price, scenario.market.instrument)
     notes = [tier_src.note(), f"depth: {depth.source}", *[f"depth: {n}" for n in depth.notes]]
     assumptions: dict[str, object] = {}
     if scenario.book.source == "file":

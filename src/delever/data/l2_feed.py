@@ -78,6 +78,8 @@ class L2Book:
         notes: Gaps, resyncs and caveats met while rebuilding.
         stats: Counts (lines read, diffs applied / dropped, snapshots used), the line of the
             snapshot used and, for Binance, ``last_update_id`` (``u`` of the last diff applied).
+        symbol: The instrument the messages name (Binance ``s``, Hyperliquid ``coin``), upper case; None if
+            none does.
     """
 
     venue: str
@@ -90,6 +92,7 @@ class L2Book:
     coverage_ask_px: float | None
     notes: tuple[str, ...] = ()
     stats: dict = field(default_factory=dict)
+    symbol: str | None = None
 
     @property
     def mid(self) -> float:
@@ -236,11 +239,22 @@ def rebuild_l2_book(path: str | Path, at: str | None = None, contract_size_usd: 
         elif venue != v and not {venue, v} <= {"binance-usdm", "binance-coinm"}:
             raise lines.error(f"{v} message in a {venue} capture (one venue per file expected)", line_no)
 
+    symbols: dict[str, int] = {}   # symbol -> first line naming it
+
+    def note_symbol(sym: object, line_no: int) -> None:
+        if isinstance(sym, str) and sym:
+            symbols.setdefault(sym.upper(), line_no)
+            if len(symbols) > 1:
+                a, b = list(symbols)[:2]
+                raise lines.error(f"capture mixes symbols {a} (line {symbols[a]}) and {b}: one instrument per file "
+                                  "expected", line_no)
+
     def apply_diff(line_no: int, ts: int, payload: bytes) -> None:
         """Apply one diff while synced, following Binance's sequencing rules."""
         nonlocal need_first, last_u, bids, gap_txt, coin_m
         obj = _json(lines, line_no, payload)
         data = obj.get("data", obj)
+        note_symbol(data.get("s") if isinstance(data, dict) else None, line_no)
         if "ps" in data:
             coin_m = True
         big_u = _int_field(lines, line_no, data, "U")
@@ -354,6 +368,7 @@ def rebuild_l2_book(path: str | Path, at: str | None = None, contract_size_usd: 
             raise DeleverInputError(f"{path}: no l2Book snapshot at or before {when}")
         line_no, ts, payload = hl_last
         data = _json(lines, line_no, payload).get("data")
+        note_symbol(data.get("coin") if isinstance(data, dict) else None, line_no)
         levels = data.get("levels") if isinstance(data, dict) else None
         if not isinstance(levels, list) or len(levels) != 2:
             raise lines.error("l2Book: expected data.levels = [[bids], [asks]]", line_no)
@@ -403,7 +418,8 @@ def rebuild_l2_book(path: str | Path, at: str | None = None, contract_size_usd: 
             f"{path}: crossed book at {format_utc_ns(time_ns)} (line {stats['lines']}): best bid {bid_px[0]:,.2f} "
             f">= best ask {ask_px[0]:,.2f}"
         )
-    return L2Book(venue, int(time_ns), bid_px, bid_qty, ask_px, ask_qty, cover[0], cover[1], tuple(notes), stats)
+    return L2Book(venue, int(time_ns), bid_px, bid_qty, ask_px, ask_qty, cover[0], cover[1], tuple(notes), stats,
+                  next(iter(symbols), None))
 
 
 def depth_curve_from_l2(path: str | Path, at: str | None = None, contract_size_usd: float | None = None) -> DepthCurve:
@@ -454,4 +470,4 @@ def depth_curve_from_l2(path: str | Path, at: str | None = None, contract_size_u
     how = (f"rebuilt from REST snapshot (line {book.stats['snapshot_line']}) + {book.stats['diffs_applied']} diffs"
            if book.venue != "hyperliquid" else f"l2Book snapshot (line {book.stats['snapshot_line']})")
     source = f"L2 {venue_txt} {path.name} @ {format_utc_ns(book.time_ns)} (local receive time), {how}"
-    return DepthCurve(bid, ask, source, mid, tuple(notes))
+    return DepthCurve(bid, ask, source, mid, tuple(notes), book.symbol)

@@ -217,6 +217,7 @@ class DepthCurve:
         source: Human-readable origin, e.g. ``"bookDepth BTCUSDT-bookDepth-2025-10-10.csv.gz @ ..."``.
         ref_price: Mid price at capture (USD per base unit) if known, else None.
         notes: Anomalies or caveats found in the source, reported with the run.
+        symbol: The instrument the source names (an L2 feed's messages, a bookDepth file name), None if unknown.
 
     Raises:
         ValueError: ``bid.sign != -1`` or ``ask.sign != +1``.
@@ -227,6 +228,7 @@ class DepthCurve:
     source: str
     ref_price: float | None
     notes: tuple[str, ...] = ()
+    symbol: str | None = None
 
     def __post_init__(self) -> None:
         if self.bid.sign != -1 or self.ask.sign != 1:
