@@ -280,7 +280,7 @@ def test_build_depth_curve_from_real_files():
         pytest.skip("shared data not available")
     bd = build_depth_curve(
         BookDepthSource(path="binance-2025-10-10-crash/BTCUSDT-bookDepth-2025-10-10.csv.gz", at="2025-10-10 00:00:30"),
-        DATA, 1.0)
+        DATA, 121_000.0)
     assert bd.bid.cum_qty[1] == 1496.75 and bd.source.endswith("@ 2025-10-10 00:00:07")
     l2 = build_depth_curve(L2Source(path="orderbook-l2-hftbacktest/hyperliquid_btcusd_20250126.jsonl.gz"), DATA,
                            105_000.0)   # a captured book is used near its own price level
