@@ -276,7 +276,7 @@ def _case(venue: str, c: dict) -> tuple[Prepared, np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("venue", VENUES)
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(c=case_params)
 def test_every_output_matches_the_general_engine(venue, c):
     prep, t_s, prices = _case(venue, c)
@@ -406,8 +406,13 @@ def test_adl_queue_and_allocation_equal_the_engine_functions(n, seed, ties, need
     pos = np.arange(n, dtype=np.float64)
     qty = rng.lognormal(0.0, 1.5, n)
     need = need_frac * float(qty.sum())
-    top = KA.top_ranked(score, account, pos, qty, n, need)
-    np.testing.assert_array_equal(top, _top_ranked(score, account.astype(np.int64), qty, need))
+    # the kernel's entries include ineligible ones (score -inf) among the engine's candidates
+    full = n + n // 3
+    at = np.sort(rng.choice(full, n, replace=False))
+    score_f, acct_f, pos_f, qty_f = (np.full(full, v) for v in (-np.inf, -1.0, -1.0, 1.0))
+    score_f[at], acct_f[at], pos_f[at], qty_f[at] = score, account, pos, qty
+    top = _top_ranked(score, account.astype(np.int64), qty, need)
+    np.testing.assert_array_equal(KA.top_ranked(score_f, acct_f, pos_f, qty_f, full, n, need), at[top])
     q = qty[top]
     np.testing.assert_array_equal(KA.queue_take(q, need), np.clip(need - (np.cumsum(q) - q), 0.0, q))
     order = np.arange(n)
@@ -426,6 +431,7 @@ def test_scalar_adl_score_is_the_venue_formula():
     book = make_book(rng, 300)
     tiers = load_venue("binance-usdm").tiers_for(book.instrument)
     coll = book.collateral_usd * rng.choice([0.01, 1.0], len(book))   # some with equity <= 0 at mark
+    skipped = 0
     for mark in (START * 0.9, START * 1.07):
         mm = tiers.maintenance_margin(book.qty * mark)
         for code, ranking in enumerate(("pnl_pct_x_effective_leverage", "pnl_pct_x_margin_ratio", "hyperliquid")):
@@ -434,6 +440,19 @@ def test_scalar_adl_score_is_the_venue_formula():
                             zip(book.side, book.qty, book.entry_price, coll, mm, strict=True)])
             np.testing.assert_array_equal(got, want, err_msg=ranking)
             assert np.isneginf(got).any() and np.isfinite(got).any()
+        # the vectorized loop over one side: the score, -inf where _adl skips the position
+        for side in (1, -1):
+            i = np.flatnonzero(book.side == side)
+            q, e, c = book.qty[i], book.entry_price[i], coll[i]
+            price = mark * 0.97
+            want = adl_score("pnl_pct_x_effective_leverage", book.side[i], q, e, c, mark, mm[i])
+            want = np.where((c + side * q * (price - e) > 0) & np.isfinite(want), want, -np.inf)
+            got = np.full(i.size + 1, 7.0)
+            KA.scores_pnl_x_leverage(q, e, c, 1, i.size - 1, float(side), mark, price, got, 2)
+            np.testing.assert_array_equal(got[2:], want[1:])
+            assert (got[:2] == 7.0).all()
+            skipped += int(np.isneginf(got).sum())
+    assert skipped > 0
 
 
 # --------------------------------------------------------------------------- the allow-list

@@ -54,6 +54,34 @@ def adl_score(ranking, s, q, e, c, mark, mm):
 
 
 @njit(**_JIT)
+def scores_pnl_x_leverage(q, e, c, lo, n, s, mark, price, out, at):
+    """Ranking ``pnl_pct_x_effective_leverage`` of positions ``lo .. lo+n-1`` into ``out[at ..]``.
+
+    The values of :func:`adl_score` (ranking 0), ``-inf`` where ``CascadeEngine._adl`` skips the
+    position (equity at ``price`` or at mark <= 0, or no finite score). Written without branches so
+    that the divisions run as vector instructions: this loop scores the whole untouched side.
+
+    Args:
+        q, e, c: float64 size (base), entry (USD), collateral (USD) arrays of one side.
+        lo, n: First position and count.
+        s: The side as a float (+1 long, -1 short).
+        mark, price: Mark and ADL fill price (USD).
+        out: float64 output; ``at``: its first index.
+    """
+    for i in range(n):
+        qi = q[lo + i]
+        ei = e[lo + i]
+        ci = c[lo + i]
+        d = mark - ei
+        equity = ci + s * qi * d
+        pnl_pct = s * d / ei
+        eff_lev = qi * mark / equity
+        v = pnl_pct * eff_lev if pnl_pct > 0 else pnl_pct / eff_lev
+        good = (ci + s * qi * (price - ei) > 0) & (equity > 0) & (v - v == 0.0)   # v - v: NaN unless finite
+        out[at + i] = v if good else -np.inf
+
+
+@njit(**_JIT)
 def _stable_by(idx, key):
     """Reorder ``idx`` (in place) stably by ``key[idx]`` ascending."""
     k = np.empty(idx.size)
@@ -82,87 +110,97 @@ def rank_order(idx, score, acct, pos):
 
 
 @njit(**_JIT)
-def kth_smallest(a, n, k):
-    """``np.partition(a[:n], k)[k]``: the k-th smallest of ``a[:n]`` (0-based), ``a`` reordered in place.
+def kth_largest(a, n, m):
+    """``np.partition(a[:n], n - m)[n - m]``: the m-th largest of ``a[:n]`` (``1 <= m <= n``).
 
-    Three-way quickselect (many equal scores, e.g. zeros of losing positions, stay linear).
+    One pass with a min-heap of the m largest seen so far: most values fall below its top and cost
+    one comparison.
     """
-    lo = 0
-    hi = n - 1
-    while True:
-        if lo >= hi:
-            return a[lo]
-        mid = (lo + hi) >> 1
-        x, y, z = a[lo], a[mid], a[hi]
-        pivot = max(min(x, y), min(max(x, y), z))  # median of three
-        lt = lo
-        gt = hi
-        i = lo
-        while i <= gt:
-            v = a[i]
-            if v < pivot:
-                a[i] = a[lt]
-                a[lt] = v
-                lt += 1
-                i += 1
-            elif v > pivot:
-                a[i] = a[gt]
-                a[gt] = v
-                gt -= 1
-            else:
-                i += 1
-        if k < lt:
-            hi = lt - 1
-        elif k > gt:
-            lo = gt + 1
-        else:
-            return pivot
+    h = np.empty(m)
+    for i in range(m):  # heapify the first m
+        v = a[i]
+        j = i
+        while j > 0:
+            parent = (j - 1) >> 1
+            if h[parent] <= v:
+                break
+            h[j] = h[parent]
+            j = parent
+        h[j] = v
+    for i in range(m, n):
+        v = a[i]
+        if v > h[0]:
+            j = 0
+            while True:
+                c = 2 * j + 1
+                if c >= m:
+                    break
+                if c + 1 < m and h[c + 1] < h[c]:
+                    c += 1
+                if h[c] >= v:
+                    break
+                h[j] = h[c]
+                j = c
+            h[j] = v
+    return h[0]
 
 
 @njit(**_JIT)
-def top_ranked(score, acct, pos, qty, n, need_qty):
+def _at_least(score, n, cutoff):
+    """Indices ``i < n`` with ``score[i] >= cutoff``, ascending (int64)."""
+    cnt = 0
+    for i in range(n):
+        if score[i] >= cutoff:
+            cnt += 1
+    out = np.empty(cnt, dtype=np.int64)
+    cnt = 0
+    for i in range(n):
+        if score[i] >= cutoff:
+            out[cnt] = i
+            cnt += 1
+    return out
+
+
+@njit(**_JIT)
+def eligible(score, n):
+    """Indices ``i < n`` with a finite score (``> -inf``), ascending (int64)."""
+    return _at_least(score, n, -np.finfo(np.float64).max)
+
+
+@njit(**_JIT)
+def top_ranked(score, acct, pos, qty, n, n_eligible, need_qty):
     """``core._top_ranked``: the head of the ADL queue whose quantities cover ``need_qty``, in queue order.
 
     The general engine sorts the candidates whose score is at least the m-th largest (every tie kept),
     m = 256, 2048, ... (x8) until their quantity, summed pairwise in queue order, reaches ``need_qty``
-    or all ``n`` are sorted. The same sets here: a quickselect finds the cutoff.
+    or all are sorted. The same sets here: a heap selection finds the cutoff.
 
     Args:
-        score, acct, pos, qty: float64 ``(>= n,)`` candidates' score, account, book row and size (base).
-        n: Number of candidates.
+        score, acct, pos, qty: float64 ``(>= n,)`` candidates' score (``-inf``: not eligible), account,
+            book row and size (base).
+        n: Number of entries.
+        n_eligible: Number of entries with a finite score (the engine's candidates).
         need_qty: Quantity to cover (base).
 
     Returns:
-        int64 candidate indices in queue order (the prefix the engine uses).
+        int64 entry indices in queue order (the prefix the engine uses).
     """
-    m = min(n, 256)
-    scratch = np.empty(n)
+    m = min(n_eligible, 256)
     while True:
-        if m < n:
-            for i in range(n):
-                scratch[i] = score[i]
-            cutoff = kth_smallest(scratch, n, n - m)
-            cnt = 0
-            for i in range(n):
-                if score[i] >= cutoff:
-                    cnt += 1
-            top = np.empty(cnt, dtype=np.int64)
-            cnt = 0
-            for i in range(n):
-                if score[i] >= cutoff:
-                    top[cnt] = i
-                    cnt += 1
+        if m < n_eligible:
+            # more eligible entries than m: the m-th largest of all entries is the m-th largest eligible one
+            top = _at_least(score, n, kth_largest(score, n, m))
         else:
-            top = np.arange(n)
+            top = eligible(score, n)
         rank_order(top, score, acct, pos)
-        if m >= n:
+        if m >= n_eligible:
             return top
         qs = np.empty(top.size)
         for i in range(top.size):
             qs[i] = qty[top[i]]
         if pairwise_sum(qs, 0, qs.size) >= need_qty:
             return top
-        m = min(n, m * 8)
+        m = min(n_eligible, m * 8)
 
 
 @njit(**_JIT)

@@ -27,9 +27,9 @@ A path-step without liquidations costs O(1) (two cursor comparisons and two heap
 
 ADL (:func:`adl`, ``CascadeEngine._adl``) runs here too. Its counterparties are all open opposite
 positions, ranked by their current PnL and leverage: an ADL gathers the pooled ones and the untouched
-ones beyond the cursor (static values), scores them, and sorts only the head of the queue (a
-quickselect finds the same cutoff as the engine's partition; :mod:`delever.engine.kernel_adl`); the
-pro-rata policies sort them all. A deleveraged position (smaller, collateral plus the realized PnL)
+ones beyond the cursor (static values, scored by a branch-free loop that vectorizes), and sorts only
+the head of the queue (a heap selection finds the same cutoff as the engine's partition;
+:mod:`delever.engine.kernel_adl`); the pro-rata policies sort them all. A deleveraged position (smaller, collateral plus the realized PnL)
 has a new liquidation price: a pooled one changes its key in place on its heap (or leaves it when
 closed), an untouched one joins the pool and its cursor skips it later (``early``, allocated on the
 first such ADL of a path). ADL costs O(n) in the opposite side's size, and only when it triggers.
@@ -685,6 +685,19 @@ def _pool_static(S, i, side, pool, ist):
 
 
 @njit(**_JIT)
+def _adl_candidate_score(ranking, s, q, e, c, mark, price, tiers):
+    """The ranking score of an open position as an ADL counterparty, ``-inf`` when ``_adl`` skips it.
+
+    Skipped: closed beyond its own bankruptcy price at the ADL ``price``, or no finite score (equity <= 0).
+    """
+    if not (c + s * q * (price - e) > 0):
+        return -np.inf
+    mm = maintenance_margin(q * mark, tiers) if ranking == 1 else 0.0
+    score = KA.adl_score(ranking, s, q, e, c, mark, mm)
+    return score if np.isfinite(score) else -np.inf
+
+
+@njit(**_JIT)
 def adl(qty, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early):
     """``CascadeEngine._adl``: close ``qty`` of the backstop inventory against opposite positions at ``price``.
 
@@ -709,56 +722,57 @@ def adl(qty, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early):
     S = Ls if h == 0 else Ss
     off = 0 if h == 0 else Ls.shape[1]
     cur = ist[K_CL + h]
-    ns = S.shape[1]
+    nst = S.shape[1] - cur
+    # candidates k: the pooled open opposite positions (rows prow[k]), then the static columns cur + k - npo
     npool = ist[K_NPOOL]
-    nmax = npool + (ns - cur)
-    ref = np.empty(nmax, dtype=np.int64)  # pool row, or -1 - static column
-    cq = np.empty(nmax)
-    ce = np.empty(nmax)
-    cc = np.empty(nmax)
-    score = np.empty(nmax)
-    acct = np.empty(nmax)
-    pos = np.empty(nmax)
+    prow = np.empty(npool, dtype=np.int64)
+    npo = 0
+    for r in range(npool):
+        if pool[r, C_SIDE] == opp and pool[r, C_QTY] > 0:
+            prow[npo] = r
+            npo += 1
+    ntot = npo + nst
+    score = np.empty(ntot)  # -inf: not eligible (beyond its bankruptcy price at the ADL price, or no finite score)
+    cq = np.empty(ntot)
+    acct = np.empty(ntot)
+    pos = np.empty(ntot)
     ranking = int(prm[P_ADL_RANKING])
-    n_open = 0
-    ne = 0
-    for k in range(npool + ns - cur):
-        if k < npool:
-            r = k
-            if pool[r, C_SIDE] != opp or not pool[r, C_QTY] > 0:
-                continue
-            q, e, c = pool[r, C_QTY], pool[r, C_ENTRY], pool[r, C_COLL]
-            col = int(pool[r, C_SIDX])
-            rf = r
-        else:
-            col = cur + k - npool
-            if early.size and early[off + col] >= 0:
-                continue  # in the pool already
-            q, e, c = S[R_QTY, col], S[R_ENTRY, col], S[R_COLL, col]
-            rf = -1 - col
-        n_open += 1
-        if not (c + opp * q * (price - e) > 0):  # closed beyond its own bankruptcy price: skipped
-            continue
-        mm = maintenance_margin(q * mark, tiers) if ranking == 1 else 0.0
-        sc = KA.adl_score(ranking, opp, q, e, c, mark, mm)
-        if not np.isfinite(sc):
-            continue
-        ref[ne] = rf
-        cq[ne] = q
-        ce[ne] = e
-        cc[ne] = c
-        score[ne] = sc
-        acct[ne] = S[R_ACCT, col]
-        pos[ne] = S[R_POS, col]
-        ne += 1
+    for k in range(npo):
+        r = prow[k]
+        col = int(pool[r, C_SIDX])
+        cq[k] = pool[r, C_QTY]
+        acct[k] = S[R_ACCT, col]
+        pos[k] = S[R_POS, col]
+        score[k] = _adl_candidate_score(ranking, opp, cq[k], pool[r, C_ENTRY], pool[r, C_COLL], mark, price, tiers)
+    sq, se, sc, sa, sp = S[R_QTY], S[R_ENTRY], S[R_COLL], S[R_ACCT], S[R_POS]
+    for i in range(nst):  # the bulk: untouched positions, contiguous rows of the static array
+        cq[npo + i] = sq[cur + i]
+        acct[npo + i] = sa[cur + i]
+        pos[npo + i] = sp[cur + i]
+    if ranking == 0:
+        KA.scores_pnl_x_leverage(sq, se, sc, cur, nst, opp, mark, price, score, npo)
+    else:
+        for i in range(nst):
+            col = cur + i
+            score[npo + i] = _adl_candidate_score(ranking, opp, sq[col], se[col], sc[col], mark, price, tiers)
+    n_open = ntot
+    if early.size:
+        for i in range(nst):
+            if early[off + cur + i] >= 0:  # in the pool already (counted there when open)
+                score[npo + i] = -np.inf
+                n_open -= 1
     if n_open == 0:
         st[S_SHORTFALL] += qty
         return 0.0, pool, work, early
+    n_eligible = 0
+    for k in range(ntot):
+        if score[k] > -np.inf:
+            n_eligible += 1
     policy = int(prm[P_ADL_POLICY])
     if policy == KA.POLICY_QUEUE:
-        order = KA.top_ranked(score, acct, pos, cq, ne, qty)
+        order = KA.top_ranked(score, acct, pos, cq, ntot, n_eligible, qty)
     else:
-        order = np.arange(ne)
+        order = KA.eligible(score, ntot)
         KA.rank_order(order, score, acct, pos)
     m = order.size
     qs = np.empty(m)
@@ -770,14 +784,18 @@ def adl(qty, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early):
         eqs = np.empty(m)
         for j in range(m):
             k = order[j]
-            eqs[j] = max(cc[k] + opp * qs[j] * (mark - ce[k]), 1e-12)
+            if k < npo:
+                e, c = pool[prow[k], C_ENTRY], pool[prow[k], C_COLL]
+            else:
+                e, c = se[cur + k - npo], sc[cur + k - npo]
+            eqs[j] = max(c + opp * qs[j] * (mark - e), 1e-12)
         take = KA.pro_rata_take(policy, qty, qs, eqs, mark, prm[P_PRO_RATA_CAP])
     nh = 0
     n_static = 0
     for j in range(m):
         if take[j] > 0:
             nh += 1
-            if ref[order[j]] < 0:
+            if order[j] >= npo:
                 n_static += 1
     if nh == 0:
         st[S_SHORTFALL] += qty
@@ -791,7 +809,6 @@ def adl(qty, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early):
     fee = np.empty(nh)
     notional = np.empty(nh)
     haircut = np.empty(nh)
-    rows = np.empty(nh, dtype=np.int64)
     rate = prm[P_ADL_MAKER_FEE]
     i = 0
     for j in range(m):
@@ -799,14 +816,15 @@ def adl(qty, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early):
         if not t > 0:
             continue
         k = order[j]
-        r = ref[k]
-        if r < 0:
-            col = -1 - r
+        pooled = k < npo
+        if pooled:
+            r = prow[k]
+        else:
+            col = cur + k - npo
             r = _pool_static(S, col, opp, pool, ist)
             early[off + col] = r
-        rows[i] = r
         th[i] = t
-        realized[i] = opp * t * (price - ce[k])
+        realized[i] = opp * t * (price - pool[r, C_ENTRY])
         pool[r, C_COLL] += realized[i]
         pool[r, C_QTY] -= t
         fee[i] = 0.0
@@ -818,7 +836,7 @@ def adl(qty, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early):
         if pool[r, C_QTY] <= DUST_QTY:
             pool[r, C_QTY] = 0.0   # closed: its collateral is the trader's free balance (kept in C_COLL)
         pool[r, C_LP] = liquidation_price(opp, pool[r, C_QTY], pool[r, C_ENTRY], pool[r, C_COLL], tiers)
-        if ref[k] >= 0:
+        if pooled:
             _rekey_pooled(r, pool, work, ist)
         elif pool[r, C_QTY] > 0:
             _push_pooled(r, pool, work, ist)
