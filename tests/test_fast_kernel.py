@@ -36,7 +36,7 @@ from delever.engine.fast import (
 )
 from delever.market.depth import SideCurve, parametric_curve, walk, walk_reference
 from delever.paths import PricePath
-from delever.runner import Prepared, run_path
+from delever.runner import Prepared, make_engine, run_path
 from delever.scenario import Mitigations, Scenario
 from delever.venues import load_venue
 from delever.venues.formulas import adl_score, liquidation_price_binance
@@ -390,6 +390,15 @@ def test_adl_reaches_untouched_and_pooled_positions_that_are_liquidated_later():
         prep = make_prep(book, "binance-usdm", depth_usd=5e5, fund=2e4, overrides={"adl": {"policy": policy}})
         seen = assert_agrees(prep, t_s, prices)
         assert seen["adl"] == 2 and seen["liquidations"] == 2
+        # the case exercises what it is meant to: deleveraged positions liquidated later by the squeeze
+        eng = make_engine(prep, PricePath(t_s, prices[0].copy(), "stress", "test", None))
+        eng.run()
+        adl, liq = eng.adl_rows.to_table(), eng.liq_rows.to_table()
+        first_adl: dict[int, int] = {}
+        for a, step in zip(adl.column("account").to_pylist(), adl.column("step").to_pylist(), strict=True):
+            first_adl.setdefault(a, step)
+        assert any(a in first_adl and step > first_adl[a]
+                   for a, step in zip(liq.column("account").to_pylist(), liq.column("step").to_pylist(), strict=True))
 
 
 @settings(max_examples=60, deadline=None)
@@ -520,6 +529,13 @@ def test_support_and_input_checks():
     ok, why = fast_kernel_support(prep, mode="replay")
     assert not ok and "replay" in why
     fb = build_fast_book(prep)
+    # account ids beyond float precision are ranked: the key orders them as the ids
+    big = PositionBook(book.instrument, 2**60 + np.random.default_rng(1).permutation(len(book)) * 3, book.side,
+                       book.qty, book.entry_price, book.collateral_usd, book.cross)
+    fb_big = build_fast_book(make_prep(big))
+    for arr in (fb_big.longs, fb_big.shorts):
+        rows = arr[K.R_POS].astype(int)
+        np.testing.assert_array_equal(np.argsort(arr[K.R_ACCT]), np.argsort(big.account[rows]))
     assert fb.longs.shape[0] == K.N_ROWS and fb.longs.shape[1] + fb.shorts.shape[1] == len(book)
     assert (np.diff(fb.longs[K.R_LP]) <= 0).all() and (np.diff(fb.shorts[K.R_LP]) >= 0).all()
     t_s = np.arange(3.0)

@@ -282,15 +282,18 @@ def build_fast_book(prep) -> FastBook:
     coll = np.asarray(book.collateral_usd, np.float64)
     lp = liquidation_price_binance(side, qty, entry, coll, tiers)
     lp = np.where(np.isnan(lp), np.where(side > 0, -np.inf, np.inf), lp)
-    # ADL ranking ties go to the lower account id: its rank among the ids orders them the same, exactly as a float
-    acct_rank = np.unique(np.asarray(book.account), return_inverse=True)[1].reshape(-1).astype(np.float64)
+    # ADL ranking ties go to the lower account id, kept as a float: the id itself when that is exact, else its rank
+    account = np.asarray(book.account)
+    acct_key = account.astype(np.float64)
+    if account.size and np.abs(account).max() >= 2**53:
+        acct_key = np.unique(account, return_inverse=True)[1].reshape(-1).astype(np.float64)
 
     def sorted_side(mask: np.ndarray, descending: bool) -> np.ndarray:
         idx = np.flatnonzero(mask)
         key = -lp[idx] if descending else lp[idx]
         order = idx[np.argsort(key)]  # ties in liquidation price are ordered by book row inside the kernel
         return np.ascontiguousarray(np.stack([lp[order], order.astype(np.float64), qty[order], entry[order],
-                                              coll[order], acct_rank[order]]))
+                                              coll[order], acct_key[order]]))
 
     liq, bs, imp = venue.liquidation, venue.backstop, sc.market.impact
     prm = np.zeros(K.N_PARAMS)
