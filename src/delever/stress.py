@@ -4,9 +4,9 @@
 the path generator once (:func:`delever.pathgen.prepare_generator`), splits ``stress.paths`` paths
 into blocks of ``block_size``, and for each block generates its paths from the per-path seeds
 ``path_seeds(seed, paths)[block]`` and runs them: on the fast kernel (:mod:`delever.engine.fast`) when
-it supports the scenario, with the general engine (:func:`delever.runner.run_path`) rerunning the
-paths that need ADL, else on the general engine alone — the same numbers either way — giving one
-metrics row per path. Each path's randomness depends only on its own seed, and the final
+it supports the scenario (ADL included), else on the general engine (:func:`delever.runner.run_path`)
+— the same numbers either way — giving one metrics row per path with its money and open-interest
+checks. Each path's randomness depends only on its own seed, and the final
 table is ordered by path, so the numbers are the same whatever the executor, the number of workers
 or the block size.
 
