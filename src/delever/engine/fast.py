@@ -284,16 +284,18 @@ def build_fast_book(prep) -> FastBook:
     lp = np.where(np.isnan(lp), np.where(side > 0, -np.inf, np.inf), lp)
     # ADL ranking ties go to the lower account id, kept as a float: the id itself when that is exact, else its rank
     account = np.asarray(book.account)
-    acct_key = account.astype(np.float64)
     if account.size and np.abs(account).max() >= 2**53:
-        acct_key = np.unique(account, return_inverse=True)[1].reshape(-1).astype(np.float64)
+        account = np.unique(account, return_inverse=True)[1].reshape(-1)
 
     def sorted_side(mask: np.ndarray, descending: bool) -> np.ndarray:
         idx = np.flatnonzero(mask)
         key = -lp[idx] if descending else lp[idx]
         order = idx[np.argsort(key)]  # ties in liquidation price are ordered by book row inside the kernel
-        return np.ascontiguousarray(np.stack([lp[order], order.astype(np.float64), qty[order], entry[order],
-                                              coll[order], acct_key[order]]))
+        out = np.empty((K.N_ROWS, order.size))   # row by row: one temporary at a time (peak memory)
+        for row, values in ((K.R_LP, lp), (K.R_QTY, qty), (K.R_ENTRY, entry), (K.R_COLL, coll), (K.R_ACCT, account)):
+            out[row] = values[order]
+        out[K.R_POS] = order
+        return out
 
     liq, bs, imp = venue.liquidation, venue.backstop, sc.market.impact
     prm = np.zeros(K.N_PARAMS)

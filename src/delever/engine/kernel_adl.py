@@ -6,6 +6,10 @@ floating-point operations in the same order, so the kernel picks the same counte
 the same quantities to the last bit. Sums over positions are NumPy's pairwise sums
 (:func:`delever.engine.kernel_arrays.pairwise_sum`) over arrays in the order NumPy sums them.
 
+The rules are the venues' (``shared/docs/venue-mechanics.md`` §1 Binance: ADL queue by PnL% x
+effective leverage at the bankruptcy price; §4 Hyperliquid: ranking by mark/entry x leverage at the
+previous mark) and the pro-rata alternatives of ``AdlRule.policy``.
+
 The layout-free helpers live here; :func:`delever.engine.kernels.adl` gathers the counterparties from a
 path's pool and the untouched sorted book, calls these, and applies the result.
 """
