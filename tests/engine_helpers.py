@@ -6,9 +6,10 @@ import numpy as np
 
 from delever.book import PositionBook
 from delever.engine.core import CascadeEngine
+from delever.engine.mitigation_rules import Mitigations
 from delever.market.depth import parametric_curve
 from delever.paths import shock_path
-from delever.scenario import Mitigations, ShockDriver
+from delever.scenario import ShockDriver
 from delever.venues import load_venue
 
 START = 100_000.0

@@ -97,6 +97,8 @@ def test_real_data_run_meets_the_done_criteria(tmp_path):
         (["--set", "venue.overrides.liquidation.clearance_fee_rate=-1"], "clearance_fee_rate"),
         (["--set", "noequals"], "key.path=value"),
         (["--scenario", "does/not/exist.toml"], "not found"),
+        (["--set", "market.instrument=\"FOOUSDT\"", "--set", "market.start_price=1"], "delever venues --symbols"),
+        (["--set", "market.instrument=\"BNBUSDT\""], "market.start_price: required with a shock"),
     ],
 )
 def test_bad_input_exits_2_with_one_line_and_no_folder(args, needle, tmp_path):
@@ -133,6 +135,20 @@ def test_bad_files_exit_2(tmp_path):
     result = _run(["--scenario", str(scenario)], tmp_path)
     assert result.exit_code == 2 and "k.csv" in result.output
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_run_on_another_binance_symbol_uses_the_tier_file(tmp_path):
+    summary = _json(_run(["--json", "--set", "market.instrument=\"ETHUSDT\"", "--set",
+                          "book.synthesize.positions=3000"], tmp_path))
+    _check_balanced(summary)
+    assert summary["instrument"] == "ETHUSDT" and "from 4022.35 USD" in summary["price_driver"]
+    assert any("ETHUSDT from" in n and "as of 2024-10-24" in n for n in summary["notes"])
+    config = json.loads((Path(summary["run_folder"]) / "config.json").read_text())
+    tiers = config["margin_tiers"]
+    assert tiers["symbol"] == "ETHUSDT" and tiers["as_of"] == "2024-10-24"
+    assert tiers["table"].endswith("binance_usdm_leverage_tiers_ccxt_2024-10-24.json.gz")
+    assert tiers["floor_usd"][:3] == [0.0, 50_000.0, 600_000.0] and tiers["maint_amount_usd"][2] == 950.0
+    assert config["scenario"]["market"]["start_price"] == 4022.35
 
 
 def test_venues_lists_presets_with_sources():

@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from delever.depth_source import build_depth_curve
 from delever.errors import DeleverInputError
 from delever.market.depth import (
     DepthCurve,
     SideCurve,
-    build_depth_curve,
     parametric_curve,
     walk,
     walk_reference,

@@ -42,20 +42,30 @@ def test_money_is_conserved_and_open_interest_moves_only_with_the_market(venue, 
 # OKX's partial liquidation cuts a position back to the top of tier 1 in notional (qty = cap / mark) and then freezes
 # it for a minute: a deeper shock reaches the trigger at a lower mark, keeps more base quantity and can end the path
 # frozen, so the liquidated quantity is not monotone in the shock there by design.
+# The step-down of Binance, BitMEX and Bybit also leaves the top of the lower tier in notional (qty = floor / mark):
+# a deeper shock passes the trigger at a lower mark and liquidates slightly less base quantity (binance-usdm, seed
+# params (63, 63), -1 % vs -2 %: 22.9529 vs 22.9479 BTC). Who is liquidated stays monotone; the quantity is
+# checked on the same venue with the step-down off.
 @pytest.mark.parametrize("venue", [v for v in VENUES if v != "okx"])
 @SETTINGS
 @given(params=book_params, move=st.floats(0.5, 30.0), extra=st.floats(0.5, 20.0), sign=st.sampled_from([-1.0, 1.0]))
 def test_a_bigger_shock_never_liquidates_less(venue, params, move, extra, sign):
     seed, n = params
     book = make_book(np.random.default_rng(seed), n)
-    small = make_engine(book, venue, move_pct=sign * move, depth_usd=1e9, insurance_fund_usd=1e12, hold_s=0.0)
-    big = make_engine(book, venue, move_pct=sign * (move + extra), depth_usd=1e9, insurance_fund_usd=1e12, hold_s=0.0)
-    small.run()
-    big.run()
-    liquidated_small = set(np.flatnonzero(small.qty < book.qty))
-    liquidated_big = set(np.flatnonzero(big.qty < book.qty))
-    assert liquidated_small <= liquidated_big
-    assert liquidated_qty(big) >= liquidated_qty(small) - 1e-9
+
+    def pair(overrides):
+        runs = [make_engine(book, venue, move_pct=sign * m, depth_usd=1e9, insurance_fund_usd=1e12, hold_s=0.0,
+                            overrides=overrides) for m in (move, move + extra)]
+        for eng in runs:
+            eng.run()
+        return runs
+
+    small, big = pair(None)
+    assert set(np.flatnonzero(small.qty < book.qty)) <= set(np.flatnonzero(big.qty < book.qty))
+    if small.venue.liquidation.step_down_tiers:
+        small, big = pair({"liquidation": {"step_down_tiers": False}})
+        assert set(np.flatnonzero(small.qty < book.qty)) <= set(np.flatnonzero(big.qty < book.qty))
+    assert liquidated_qty(big) >= liquidated_qty(small) * (1.0 - 1e-12)
 
 
 @pytest.mark.parametrize("venue", VENUES)

@@ -313,10 +313,27 @@ def test_bigger_price_drop_never_liquidates_less(a, extra, version, seed):
     book = small_book(n=60, seed=seed)
     small = drive(book, np.array([1.0 - a]), depth_usd=1e13, gas_gwei=0.0, version=version)
     big = drive(book, np.array([1.0 - a - extra]), depth_usd=1e13, gas_gwei=0.0, version=version)
-    seized_small = np.bincount(small.events["collateral_reserve"], small.events["collateral_seized"], minlength=4)
-    seized_big = np.bincount(big.events["collateral_reserve"], big.events["collateral_seized"], minlength=4)
-    assert (seized_big >= seized_small - 1e-9 * (1 + seized_small)).all()
     assert set(small.events["borrower"].tolist()) <= set(big.events["borrower"].tolist())
+    # An account seized from one collateral reserve in both runs gives up at least as many tokens to the deeper
+    # drop. Accounts seized from several reserves are compared by membership only: the liquidator takes the most
+    # profitable collateral each round, and WETH and WBTC fall by different factors (d and d**0.8), so a deeper
+    # drop can move the seizure to the other reserve (book seed 729, v3.0, -6.25 % vs -12.5 %: WBTC seized
+    # 1.53 -> 0.52, WETH 32 -> 139; book seed 187, -19.5 % vs -25.8 %: WBTC 2.02 -> 1.77 with WETH seized first).
+    s_small, s_big = _seized_by_account(small), _seized_by_account(big)
+    for borrower, seized in s_small.items():
+        if len(seized) == 1 and set(seized) == set(s_big[borrower]):
+            (r, q), = seized.items()
+            assert s_big[borrower][r] >= q * (1 - 1e-9), (borrower, r)
+
+
+def _seized_by_account(out) -> dict[int, dict[int, float]]:
+    seized: dict[int, dict[int, float]] = {}
+    ev = out.events
+    for b, r, q in zip(ev["borrower"].tolist(), ev["collateral_reserve"].tolist(), ev["collateral_seized"].tolist(),
+                       strict=True):
+        acc = seized.setdefault(b, {})
+        acc[r] = acc.get(r, 0.0) + q
+    return seized
 
 
 # =========================================================================== bad input

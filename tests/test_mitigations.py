@@ -10,6 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from delever.engine.mitigation_rules import (
+    CircuitBreaker,
+    DutchAuction,
+    DynamicMargin,
+    LiquidationThrottle,
+    MarkSmoothing,
+)
 from delever.engine.mitigations import (
     AuctionBook,
     NotionalThrottle,
@@ -18,14 +25,7 @@ from delever.engine.mitigations import (
     VolatilityMargin,
 )
 from delever.errors import DeleverInputError
-from delever.scenario import (
-    CircuitBreaker,
-    DutchAuction,
-    DynamicMargin,
-    LiquidationThrottle,
-    MarkSmoothing,
-    load_scenario,
-)
+from delever.scenario import load_scenario
 from delever.venues import load_venue
 from engine_helpers import START, make_book, make_engine
 

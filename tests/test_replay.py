@@ -296,3 +296,18 @@ def test_real_trade_built_eth_path():
     assert t.num_rows == 121 and int((~np.asarray(t.column("has_bar"))).sum()) == 3
     assert res.summary["start_price_usd"] == 4022.35
     assert res.metrics["liquidated_long_usd"] > 0
+
+
+def test_equilibrium_book_has_no_start_up_liquidations():
+    """A book in equilibrium with its entry history has no liquidation in the first minutes of a quiet replay start."""
+    if not DATA.is_dir():
+        pytest.skip("shared data not available")
+    from delever.replay import replay
+    from delever.scenario import load_scenario
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "binance-btcusdt-2025-10-10.toml"
+    sets = ["book.synthesize.positions=20000"]
+    eq = replay(load_scenario(example, sets), DATA, ensemble=0)
+    raw = replay(load_scenario(example, [*sets, 'book.synthesize.entry.equilibrium="start"']), DATA, ensemble=0)
+    assert eq.metrics["first_liquidation_s"] > 600            # nothing in the first 10 minutes
+    assert raw.metrics["first_liquidation_s"] < eq.metrics["first_liquidation_s"]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import typer
+from scipy.stats import pearsonr, spearmanr
 from typer.testing import CliRunner
 
 import delever.validate as V
@@ -41,6 +42,17 @@ def test_correlations():
     assert r is not None and rho == pytest.approx(0.8)  # the NaN pair is dropped
 
 
+def test_lag_scan_is_lag0_pearson_at_zero():
+    rng = np.random.default_rng(5)
+    obs = rng.random(50)
+    est = 0.5 * obs + rng.random(50)
+    scan = dict(V.lag_scan(est, obs))
+    assert sorted(scan) == list(range(-V.LAG_SCAN_MAX_MINUTES, V.LAG_SCAN_MAX_MINUTES + 1))
+    assert scan[0] == pytest.approx(pearsonr(est, obs).statistic, rel=1e-12)
+    assert scan[2] == pytest.approx(pearsonr(est[2:], obs[:-2]).statistic, rel=1e-12)
+    assert V.best_lag(est, obs) == (max(scan, key=lambda k: scan[k]), max(scan.values()))
+
+
 def test_best_lag_finds_the_shift():
     rng = np.random.default_rng(3)
     obs = rng.random(60)
@@ -60,11 +72,11 @@ def test_level_row_errors():
 
 
 # --------------------------------------------------------------------------- a. Binance window (synthetic)
-def _crash_klines(path: Path) -> Path:
-    """40 one-minute bars: flat, then three legs down; taker sells spike exactly in the new-low minutes."""
+def _crash_klines(path: Path, minutes: int = 40) -> Path:
+    """``minutes`` one-minute bars: flat, then three legs down; taker sells spike exactly in the new-low minutes."""
     closes = [100_000.0] * 12 + [98_500, 98_700, 98_600, 96_000, 96_500, 96_800, 96_700, 93_000, 94_000, 94_500,
                                  95_000, 95_200, 95_100, 95_000, 90_000, 91_000, 92_000, 92_500]
-    closes += [92_600.0] * (40 - len(closes))
+    closes = (closes + [92_600.0] * max(0, minutes - len(closes)))[:minutes]
     rows = [KLINE_HEADER]
     prev = closes[0]
     running = prev
@@ -89,8 +101,18 @@ def test_binance_window_synthetic_estimate_follows_sells(tmp_path):
                         entry={"source": "lognormal", "sigma": 0.02}, positions=3000, seed=1)
     ev = V.validate_binance_window(w, tmp_path, ensemble=3)
     stats = {r["statistic"]: r for r in ev["agreement"]}
-    r_sell = stats["Pearson r, estimated long-liquidation volume vs taker-sell volume (per minute)"]
+    r_sell, rho_sell = ev["primary"]
+    assert r_sell["statistic"].startswith("Pearson r at lag 0") and rho_sell["statistic"].startswith("Spearman rho at lag 0")
     assert r_sell["value"] > 0.7 and r_sell["band"][0] <= r_sell["band"][2]
+    _assert_primary_is_scipy_lag0(ev)
+    assert not any("lag" in r["statistic"] and "lag 0" not in r["statistic"] for r in ev["agreement"] + ev["primary"])
+    assert len(ev["diagnostics"]) == 2 * V.LAG_SCAN_MAX_MINUTES + 2
+    assert "lag chosen after seeing the data" in ev["diagnostics"][-1]["statistic"]
+    assert ev["diagnostics"][V.LAG_SCAN_MAX_MINUTES]["value"] == pytest.approx(r_sell["value"])  # scan at lag 0
+    choices = {c["choice"]: c for c in ev["post_hoc_choices"]}
+    assert choices["warm-up left out of the statistics (WARMUP_MINUTES)"]["value"] == f"{V.WARMUP_MINUTES} minutes"
+    assert any(c.startswith("best lag") for c in choices) and all(c["why"] for c in choices.values())
+    assert "open_interest_usd" in ev["assumptions"]
     assert stats["of the 5 heaviest taker-sell minutes, minutes with an estimated liquidation"]["value"] >= 3
     peak = next(r for r in ev["metrics"] if r["metric"].startswith("peak minute of liquidations (estimate) vs peak "
                                                                       "minute of taker sells"))
@@ -113,14 +135,24 @@ def test_binance_window_bound_flags_too_dense_book(tmp_path):
     assert bound["simulated"] > 1.0 and "the bound binds at about" in bound["note"]
 
 
+def _assert_primary_is_scipy_lag0(ev: dict) -> None:
+    """The primary figures are scipy's Pearson and Spearman at lag 0 on the post-warm-up minutes."""
+    k = V.WARMUP_MINUTES
+    est = np.asarray(ev["series"]["estimated_long_qty"])[k:]
+    sell = np.asarray(ev["series"]["taker_sell_volume"])[k:]
+    assert ev["primary"][0]["value"] == pytest.approx(pearsonr(est, sell).statistic, rel=1e-12)
+    assert ev["primary"][1]["value"] == pytest.approx(spearmanr(est, sell).statistic, rel=1e-12)
+
+
 # --------------------------------------------------------------------------- a. real window
 def test_real_binance_window_2021():
     need_data("binance-um-btcusdt-1m-crash-windows", "BTCUSDT-1m-2021-05-19-window.csv")
     w = dataclasses.replace(V.BINANCE_WINDOWS[1], positions=4000)
     ev = V.validate_binance_window(w, DATA, ensemble=0)
-    r = next(x for x in ev["agreement"] if x["statistic"].startswith("Pearson r, estimated long-liquidation"))
-    assert r["value"] > 0.5  # the estimate rises where the real selling spikes
+    assert ev["primary"][0]["value"] > 0.5  # the estimate rises where the real selling spikes
+    _assert_primary_is_scipy_lag0(ev)
     assert ev["window_utc"] == ["2021-05-19T12:02:00Z", "2021-05-19T14:16:00Z"]
+    assert ev["event"] == "binance-btcusdt-2021-05-19" and ev["post_hoc_choices"]
 
 
 # --------------------------------------------------------------------------- b. Hyperliquid (real)
@@ -168,6 +200,13 @@ def test_hyperliquid_simulated_side(hl):
     assert "ETH: Hyperliquid printed more than 1 % below the path's low" in V._gap_paragraph(hl)
 
 
+def test_hyperliquid_post_hoc_choices(hl):
+    choices = {c["choice"]: c for c in hl["post_hoc_choices"]}
+    paths = choices["price paths of other venues in place of Hyperliquid's own"]["value"]
+    assert set(paths) == {"SOL", "XRP", "ETH"} and "Gemini spot" in paths["ETH"]
+    assert "lag 0" in next(r["statistic"] for r in hl["agreement"] if "liquidations per minute" in r["statistic"])
+
+
 def test_hyperliquid_coin_without_tiers_is_reported(tmp_path):
     need_data(V.ADL_DIR)
     fake = V.HlCoin("NOPE", "oct10-2025-coins/BTCUSDT-1m-2025-10-10-window.csv", "test", 1.0e8)
@@ -199,6 +238,21 @@ def test_aave_skipped_when_absent(monkeypatch):
     assert ev["kind"] == "skipped" and "not available" in ev["notes"][0]
 
 
+def test_aave_post_hoc_choices_and_lag0():
+    need_data("aave-v2-liquidations-2021")
+    need_data("eth-10min-defi-crash-days-stablesims")
+    from delever.lending.validate_aave import RESERVE_OVERRIDES_2021_05_19, validate_aave_2021_05_19
+
+    out = validate_aave_2021_05_19(DATA, ensemble=1, sensitivity=False, n_borrowers=500)
+    ev = V._aave_event(out, "Aave")
+    choices = {c["choice"].split(" (")[0]: c["value"] for c in ev["post_hoc_choices"]}
+    assert choices["liquidation bonus overrides read from the day's events"] == RESERVE_OVERRIDES_2021_05_19
+    assert choices["Uniswap reserves shift"] == 42 and choices["WBTC log-price beta to ETH"] == 0.83
+    r = next(x for x in ev["agreement"] if x["statistic"] == "Pearson r at lag 0, hourly liquidations (main pool, all "
+                                                               "assets)")
+    assert r["value"] == pytest.approx(pearsonr(out["observed"]["count"], out["simulated"]["count"]["p50"]).statistic)
+
+
 def test_aave_event_conversion():
     fake = {
         "day": "2021-05-19", "seed": 0, "ensemble": 3, "assumptions": {"book": {"n": 1}}, "notes": ["n1"],
@@ -222,7 +276,11 @@ def test_aave_event_conversion():
 def _small_report() -> dict:
     ev = {"event": "e1", "title": "Event one", "window_utc": ["a", "b"],
           "metrics": [V._level("m1", 10.0, 12.0, "USD", "n", [11.0, 12.0, 13.0])],
+          "primary": [V._stat("Pearson r at lag 0, p1", 0.7, "strong", [0.6, 0.7, 0.8])],
           "agreement": [V._stat("s1", 0.5, "moderate", [0.4, 0.5, 0.6])],
+          "diagnostics": [V._stat("best lag (lag chosen after seeing the data)", 1, "r 0.9 at that lag")],
+          "post_hoc_choices": [V._choice("warm-up", "10 minutes", "seen in a window"),
+                               V._choice("paths", {"BTC": "a.csv"}, "only path")],
           "series": {"time_utc": ["t0", "t1"], "close": [1.0, 2.0], "taker_sell_volume": [1.0, 3.0],
                      "estimated_long_qty": [0.0, 2.0], "estimated_long_p95_qty": [0.0, 2.5]},
           "assumptions": {"open_interest_usd": 1.0e9}, "notes": ["note | with a pipe"]}
@@ -235,9 +293,20 @@ def test_write_validation_files(tmp_path):
     md = (out / "validation.md").read_text()
     assert "| m1 | 10 | 12 | 11 .. 13 | +2 (+20 %) | USD | n |" in md
     assert "note \\| with a pipe" not in md and "- note | with a pipe" in md
+    assert "## Headline: correlation at lag 0" in md
+    head = md.split("## Headline")[1].split("## Event one")[0]
+    assert "| Event one | Pearson r at lag 0, p1 | 0.7 |" in head
+    assert "best lag" not in head  # the lag scan is never in the headline
+    assert "### Secondary diagnostics: lag scan (lag chosen after seeing the data; never the headline)" in md
+    assert "### Choices made after seeing the data" in md and "| warm-up | 10 minutes | seen in a window |" in md
+    assert '| paths | {"BTC": "a.csv"} | only path |' in md
+    assert "### Assumptions (declared before the comparison)" in md
+    assert md.index("### Primary statistic") < md.index("### Observed vs simulated") < md.index("### Secondary diag")
     html = (out / "validation.html").read_text()
     assert html.count("window.PlotlyConfig") == 1 and "<td>m1</td>" in html
-    assert json.loads((out / "validation.json").read_text())["events"][0]["event"] == "e1"
+    assert "Headline: correlation at lag 0" in html and "<td>warm-up</td>" in html
+    js = json.loads((out / "validation.json").read_text())["events"][0]
+    assert js["event"] == "e1" and js["post_hoc_choices"][0]["choice"] == "warm-up" and js["primary"][0]["value"] == 0.7
 
 
 def _app() -> typer.Typer:
@@ -267,9 +336,11 @@ def test_validate_command(monkeypatch, tmp_path):
     assert r.exit_code == 0, r.output
     js = json.loads(r.stdout)
     assert js["events"][0]["metrics"][0]["error"] == 2.0 and js["events"][0]["agreement"][0]["value"] == 0.5
+    assert js["events"][0]["primary"][0]["value"] == 0.7 and len(js["events"][0]["post_hoc_choices"]) == 2
     assert seen["quick"] is True and seen["workers"] == 1 and (tmp_path / "o" / "validation.md").is_file()
     r = runner.invoke(_app(), ["validate", "--data-dir", str(tmp_path), "--out", str(tmp_path / "o")])
     assert r.exit_code == 0 and "Event one" in r.stdout and "observed 10, simulated 12" in r.stdout
+    assert "primary: Pearson r at lag 0, p1: 0.7" in r.stdout and "choices made after seeing the data: 2" in r.stdout
     r = runner.invoke(_app(), ["validate", "--workers", "0", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "--workers" in r.output
 
@@ -279,3 +350,80 @@ def test_validate_command(monkeypatch, tmp_path):
     monkeypatch.setattr(V, "validate_all", broken)
     r = runner.invoke(_app(), ["validate", "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "some-file.csv: row 3" in r.output
+
+
+# --------------------------------------------------------------------------- --window
+WINDOW_2021 = "binance-um-btcusdt-1m-crash-windows/BTCUSDT-1m-2021-05-19-window.csv"
+
+
+def _window_args(tmp_path: Path, window: str, *extra: str) -> list[str]:
+    return ["validate", "--data-dir", str(DATA), "--out", str(tmp_path / "o"), "--quick", "--workers", "1",
+            "--window", window, *extra]
+
+
+def test_window_equals_the_builtin_window(tmp_path):
+    """A user's --window with the built-in window's assumptions gives the built-in window's numbers."""
+    need_data(WINDOW_2021)
+    w = V.BINANCE_WINDOWS[1]
+    r = CliRunner().invoke(_app(), _window_args(
+        tmp_path, WINDOW_2021, "--instrument", "BTCUSDT", "--json", "--open-interest-usd", str(w.open_interest_usd),
+        "--long-short-ratio", str(w.long_short_ratio), "--insurance-fund-usd", str(w.insurance_fund_usd),
+        "--depth-usd-at-1pct", str(w.depth["depth_usd_at_1pct"]), "--entry-sigma", str(w.entry["sigma"]),
+        "--positions", str(w.positions), "--seed", str(w.seed)))
+    assert r.exit_code == 0, r.output
+    (got,) = json.loads(r.stdout)["events"]
+    ref = V.validate_binance_window(w, DATA, quick=True, ensemble=0)
+    for key in ("primary", "agreement", "diagnostics"):
+        assert [x["value"] for x in got[key]] == [x["value"] for x in ref[key]]
+    assert [(x["observed"], x["simulated"]) for x in got["metrics"]] == [(x["observed"], x["simulated"])
+                                                                         for x in ref["metrics"]]
+    assert got["primary"][0]["value"] > 0.5 and got["post_hoc_choices"]
+    assert "user file" in got["title"] and got["event"] == "binance-btcusdt-BTCUSDT-1m-2021-05-19-window"
+    saved = json.loads((tmp_path / "o" / "validation.json").read_text())
+    assert [e["event"] for e in saved["events"]] == [got["event"]]
+    assert "## Headline: correlation at lag 0" in (tmp_path / "o" / "validation.md").read_text()
+
+
+def test_window_defaults_and_absolute_path(tmp_path):
+    need_data(WINDOW_2021)
+    w = V.user_window(DATA / WINDOW_2021, "BTCUSDT", DATA)
+    d = V.WINDOW_BOOK_DEFAULTS
+    assert w.open_interest_usd == d["open_interest_usd"] and w.positions == d["positions"] and w.user
+    assert w.insurance_fund_usd == pytest.approx(d["insurance_fund_fraction_of_oi"] * d["open_interest_usd"])
+    assert w.depth["depth_usd_at_1pct"] == pytest.approx(d["depth_fraction_of_oi_at_1pct"] * d["open_interest_usd"])
+    assert Path(w.file).is_absolute() and w.key == "BTCUSDT-1m-2021-05-19-window"
+
+
+@pytest.mark.parametrize("case", ["missing", "columns", "short", "symbol", "no-instrument", "name", "negative-oi",
+                                  "option-without-window"])
+def test_window_bad_input_exits_2(tmp_path, case):
+    need_data(WINDOW_2021)
+    short = _crash_klines(tmp_path / "short.csv", minutes=V.MIN_WINDOW_MINUTES - 1)
+    cols = tmp_path / "cols.csv"
+    cols.write_text("open_time,open,close\n1760131200000,1,1\n")
+    eth = tmp_path / "ETHUSDT-1m-2021-05-19-window.csv"
+    eth.write_text((DATA / WINDOW_2021).read_text())
+    args, expect = {
+        "missing": (_window_args(tmp_path, str(tmp_path / "nope.csv"), "--instrument", "BTCUSDT"), "not found"),
+        "columns": (_window_args(tmp_path, str(cols), "--instrument", "BTCUSDT"), "header"),
+        "short": (_window_args(tmp_path, str(short), "--instrument", "BTCUSDT"), "expected at least"),
+        "symbol": (_window_args(tmp_path, WINDOW_2021, "--instrument", "NOSUCHCOINUSDT"), "no margin tiers"),
+        "no-instrument": (_window_args(tmp_path, WINDOW_2021), "--instrument"),
+        "name": (_window_args(tmp_path, str(eth), "--instrument", "BTCUSDT"), "file name says ETHUSDT"),
+        "negative-oi": (_window_args(tmp_path, WINDOW_2021, "--instrument", "BTCUSDT", "--open-interest-usd", "-1"),
+                        "--open-interest-usd: expected a positive"),
+        "option-without-window": (["validate", "--data-dir", str(DATA), "--open-interest-usd", "1e9"],
+                                  "--open-interest-usd: only with --window"),
+    }[case]
+    r = CliRunner().invoke(_app(), args)
+    assert r.exit_code == 2, r.output
+    assert expect in r.output and len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_window_short_synthetic_passes_at_the_minimum(tmp_path):
+    """Exactly MIN_WINDOW_MINUTES minutes is accepted (the bound is inclusive)."""
+    path = _crash_klines(tmp_path / "w.csv", minutes=V.MIN_WINDOW_MINUTES)
+    w = V.user_window(path, "BTCUSDT", tmp_path, open_interest_usd=2.0e8, positions=3000)
+    rep = V.validate_window(w, tmp_path, quick=True)
+    assert len(rep["events"]) == 1 and rep["events"][0]["primary"][0]["value"] is not None

@@ -349,10 +349,15 @@ def test_binance_lp_self_consistent(side, qty, entry, lev, other):
     equity = wb - tmm + upnl + side * qty * (got - entry)
     scale = qty * entry + wb
     assert equity == pytest.approx(mm(BTCUSDT, qty * got), abs=1e-6 + 1e-12 * scale)
-    # LP sits before bankruptcy (isolated form): long LP > BP, short LP < BP
+    # LP sits before bankruptcy (isolated form): the equity at LP is qty * side * (LP - BP) = MM(qty * LP) >= 0, so
+    # long LP > BP and short LP < BP by MM / qty. The gap is 0 only where MM is 0: at LP = 0, a long at leverage 1
+    # in the first bracket, where LP and BP are both 0 up to the round-off of entry - wb / qty (seen: both 2.2e-13).
     if tmm == 0 and upnl == 0:
         bp = float(bankruptcy_price(np.array([side]), one(qty), one(entry), one(wb))[0])
-        assert side * (got - bp) > 0
+        gap, tol = side * (got - bp), (1e-6 + 1e-12 * scale) / qty   # the equity tolerance above, per unit of qty
+        assert gap == pytest.approx(mm(BTCUSDT, qty * got) / qty, abs=tol)
+        if mm(BTCUSDT, qty * got) / qty > tol:
+            assert gap > 0
 
 
 def test_bankruptcy_price():

@@ -30,7 +30,7 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,15 @@ import pyarrow.parquet as pq
 
 from delever.book import LONG, SHORT, PositionBook
 from delever.errors import DeleverInputError
+from delever.model.accounts import AccountBook
+from delever.model.instruments import (
+    STABLE_USD,
+    Asset,
+    AssetRegistry,
+    Instrument,
+    InstrumentRegistry,
+    base_of,
+)
 
 REQUIRED_COLUMNS: tuple[str, ...] = ("account", "side", "qty", "entry_price", "collateral_usd", "margin_mode")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("instrument",)
@@ -58,6 +67,28 @@ def _kind(path: Path) -> str:
         if name.endswith(suffix):
             return suffix[1:]
     return ""
+
+
+def _source_kind(path: Path, what: str) -> str:
+    """Reader for ``path`` by suffix; the file must exist."""
+    kind = _kind(path)
+    if not kind:
+        raise DeleverInputError(
+            f"{path}: unsupported {what} file type (expected .csv, .csv.gz, .parquet or ccxt .json)"
+        )
+    if not path.is_file():
+        raise DeleverInputError(f"{path}: {what} file not found")
+    return kind
+
+
+def _destination_kind(path: Path, what: str) -> str:
+    """Writer for ``path`` by suffix; its directory must exist."""
+    kind = _kind(path)
+    if kind not in ("csv", "csv.gz", "parquet"):
+        raise DeleverInputError(f"{path}: cannot save {what} there (expected .csv, .csv.gz or .parquet)")
+    if not path.parent.is_dir():
+        raise DeleverInputError(f"{path}: destination directory {path.parent} does not exist")
+    return kind
 
 
 # --------------------------------------------------------------------------- public API
@@ -82,13 +113,7 @@ def load_book(path: Path, instrument: str) -> PositionBook:
             row and the field.
     """
     path = Path(path)
-    kind = _kind(path)
-    if not kind:
-        raise DeleverInputError(
-            f"{path}: unsupported position-book file type (expected .csv, .csv.gz, .parquet or ccxt .json)"
-        )
-    if not path.is_file():
-        raise DeleverInputError(f"{path}: position-book file not found")
+    kind = _source_kind(path, "position-book")
     if kind == "json":
         return load_ccxt_positions(path, instrument)
     table = _read_table(path, kind)
@@ -112,13 +137,7 @@ def save_book(book: PositionBook, path: Path) -> None:
         DeleverInputError: unsupported suffix, missing destination directory, or an invalid book.
     """
     path = Path(path)
-    kind = _kind(path)
-    if kind not in ("csv", "csv.gz", "parquet"):
-        raise DeleverInputError(
-            f"{path}: cannot save a position book there (expected .csv, .csv.gz or .parquet)"
-        )
-    if not path.parent.is_dir():
-        raise DeleverInputError(f"{path}: destination directory {path.parent} does not exist")
+    kind = _destination_kind(path, "a position book")
     book.validate(f"{path} (book to save)")
     n = len(book)
     table = pa.table(
@@ -132,6 +151,11 @@ def save_book(book: PositionBook, path: Path) -> None:
             "instrument": pa.array([book.instrument] * n, type=pa.string()),
         }
     )
+    _write_table_atomic(table, path, kind)
+
+
+def _write_table_atomic(table: pa.Table, path: Path, kind: str) -> None:
+    """Write ``table`` to a temporary file beside ``path`` and move it into place (readers never see half a file)."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
@@ -212,6 +236,37 @@ def load_ccxt_positions(path: Path, instrument: str) -> PositionBook:
     """
     path = Path(path)
     src = str(path)
+    entries = _ccxt_entries(path)
+    n = len(entries)
+    account = np.empty(n, dtype=np.int64)
+    side = np.empty(n, dtype=np.int8)
+    qty = np.empty(n, dtype=np.float64)
+    entry = np.empty(n, dtype=np.float64)
+    coll = np.empty(n, dtype=np.float64)
+    cross = np.empty(n, dtype=bool)
+    others: dict[str, int] = {}
+    for i, (where, pos, acct) in enumerate(entries):
+        inst, _settle = _ccxt_instrument(pos, src, where)
+        if inst != instrument:
+            others[inst] = others.get(inst, 0) + 1
+        account[i] = _ccxt_account(acct, src, where)
+        side[i], qty[i], entry[i], coll[i], cross[i] = _ccxt_position(pos, src, where)
+    if others:
+        listed = ", ".join(f"{k} ({v})" for k, v in sorted(others.items()))
+        raise DeleverInputError(
+            f"{src}: {sum(others.values())} of {n} positions are for other instruments: {listed}; expected only "
+            f"{instrument} (split the file per instrument)"
+        )
+    return PositionBook(instrument, account, side, qty, entry, coll, cross).validate(src)
+
+
+def _ccxt_entries(path: Path) -> list[tuple[str, dict[str, Any], Any]]:
+    """Read a ccxt positions file: ``(where, position, account or None)`` per position, in file order.
+
+    Layouts: a list of positions (account from ``account`` or ``info["account"]``; none anywhere: the 0-based
+    position index), or an object account id -> list of positions.
+    """
+    src = str(path)
     try:
         doc = json.loads(path.read_text())
     except FileNotFoundError:
@@ -268,55 +323,43 @@ def load_ccxt_positions(path: Path, instrument: str) -> PositionBook:
         )
     if not entries:
         raise DeleverInputError(f"{src}: no positions (expected at least one)")
+    return entries
 
-    n = len(entries)
-    account = np.empty(n, dtype=np.int64)
-    side = np.empty(n, dtype=np.int8)
-    qty = np.empty(n, dtype=np.float64)
-    entry = np.empty(n, dtype=np.float64)
-    coll = np.empty(n, dtype=np.float64)
-    cross = np.empty(n, dtype=bool)
-    others: dict[str, int] = {}
-    for i, (where, pos, acct) in enumerate(entries):
-        sym = pos.get("symbol")
-        if not isinstance(sym, str):
-            raise DeleverInputError(
-                f"{src}: {where}: field 'symbol' is {sym!r}, expected a ccxt symbol like 'BTC/USDT:USDT'"
-            )
-        try:
-            inst = ccxt_symbol_to_instrument(sym)
-        except DeleverInputError as exc:
-            raise DeleverInputError(f"{src}: {where}: {exc}") from None
-        if inst != instrument:
-            others[inst] = others.get(inst, 0) + 1
-        account[i] = _ccxt_account(acct, src, where)
-        s = pos.get("side")
-        s_l = s.strip().lower() if isinstance(s, str) else s
-        if s_l not in ("long", "short"):
-            raise DeleverInputError(f"{src}: {where}: field 'side' is {s!r}, expected 'long' or 'short'")
-        side[i] = LONG if s_l == "long" else SHORT
-        contracts = _ccxt_number(pos, "contracts", src, where, positive=True)
-        size = (
-            1.0
-            if pos.get("contractSize") is None
-            else _ccxt_number(pos, "contractSize", src, where, positive=True)
-        )
-        qty[i] = contracts * size
-        entry[i] = _ccxt_number(pos, "entryPrice", src, where, positive=True)
-        key = "collateral" if pos.get("collateral") is not None else "initialMargin"
-        if pos.get(key) is None:
-            raise DeleverInputError(
-                f"{src}: {where}: needs field 'collateral' or 'initialMargin' (USD), both missing"
-            )
-        coll[i] = _ccxt_number(pos, key, src, where, positive=False)
-        cross[i] = _ccxt_cross(pos, src, where)
-    if others:
-        listed = ", ".join(f"{k} ({v})" for k, v in sorted(others.items()))
+
+def _ccxt_instrument(pos: dict[str, Any], src: str, where: str) -> tuple[str, str]:
+    """``(instrument, settlement currency)`` of a ccxt position's ``symbol``."""
+    sym = pos.get("symbol")
+    if not isinstance(sym, str):
         raise DeleverInputError(
-            f"{src}: {sum(others.values())} of {n} positions are for other instruments: {listed}; expected only "
-            f"{instrument} (split the file per instrument)"
+            f"{src}: {where}: field 'symbol' is {sym!r}, expected a ccxt symbol like 'BTC/USDT:USDT'"
         )
-    return PositionBook(instrument, account, side, qty, entry, coll, cross).validate(src)
+    try:
+        inst = ccxt_symbol_to_instrument(sym)
+    except DeleverInputError as exc:
+        raise DeleverInputError(f"{src}: {where}: {exc}") from None
+    return inst, sym.partition(":")[2].partition("-")[0]
+
+
+def _ccxt_position(pos: dict[str, Any], src: str, where: str) -> tuple[int, float, float, float, bool]:
+    """``(side, qty, entry_price, collateral, cross)`` of one ccxt position (fields of :func:`load_ccxt_positions`)."""
+    s = pos.get("side")
+    s_l = s.strip().lower() if isinstance(s, str) else s
+    if s_l not in ("long", "short"):
+        raise DeleverInputError(f"{src}: {where}: field 'side' is {s!r}, expected 'long' or 'short'")
+    contracts = _ccxt_number(pos, "contracts", src, where, positive=True)
+    size = (
+        1.0
+        if pos.get("contractSize") is None
+        else _ccxt_number(pos, "contractSize", src, where, positive=True)
+    )
+    entry = _ccxt_number(pos, "entryPrice", src, where, positive=True)
+    key = "collateral" if pos.get("collateral") is not None else "initialMargin"
+    if pos.get(key) is None:
+        raise DeleverInputError(
+            f"{src}: {where}: needs field 'collateral' or 'initialMargin' (USD), both missing"
+        )
+    coll = _ccxt_number(pos, key, src, where, positive=False)
+    return (LONG if s_l == "long" else SHORT), contracts * size, entry, coll, _ccxt_cross(pos, src, where)
 
 
 # --------------------------------------------------------------------------- ccxt helpers
@@ -365,14 +408,14 @@ def _ccxt_cross(pos: dict[str, Any], src: str, where: str) -> bool:
 
 
 # --------------------------------------------------------------------------- table reading
-def _read_table(path: Path, kind: str) -> pa.Table:
+def _read_table(path: Path, kind: str, columns: tuple[str, ...] = _ALL_COLUMNS) -> pa.Table:
     try:
         if kind == "parquet":
             return pq.read_table(path)
         return pacsv.read_csv(
             path,
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in _ALL_COLUMNS}, strings_can_be_null=False
+                column_types={c: pa.string() for c in columns}, strings_can_be_null=False
             ),
         )
     except (pa.ArrowInvalid, OSError, EOFError) as exc:
@@ -497,3 +540,354 @@ def _book_from_table(table: pa.Table, src: Path, instrument: str) -> PositionBoo
         )
 
     return PositionBook(instrument, account, side, qty, entry, coll, cross).validate(str(src))
+
+
+# --------------------------------------------------------------------------- account books (several instruments)
+ACCOUNT_REQUIRED_COLUMNS: tuple[str, ...] = (
+    "account", "instrument", "qty", "entry_price", "collateral", "collateral_asset", "margin_mode",
+)
+ACCOUNT_OPTIONAL_COLUMNS: tuple[str, ...] = ("side",)
+_ACCOUNT_COLUMNS = ACCOUNT_REQUIRED_COLUMNS + ACCOUNT_OPTIONAL_COLUMNS
+CrossCollateral = Literal["wallet", "per_position"]
+
+
+def account_book_from_positions(book: PositionBook, registry: InstrumentRegistry | None = None) -> AccountBook:
+    """A one-instrument position book as an account book: each row one account, a cross row one cross group.
+
+    Args:
+        book: One-instrument book (``collateral_usd`` in USD).
+        registry: Registry holding ``book.instrument``; None: ``InstrumentRegistry.linear([book.instrument])``
+            (settled in USDT at 1 USD, so ``collateral_usd`` becomes a USDT balance).
+
+    Returns:
+        :class:`AccountBook` with ``A = G = P = len(book)``; positions in row order, signed ``side x qty``.
+
+    Raises:
+        DeleverInputError: the registry lacks the instrument, or any check of ``AccountBook.from_rows``.
+    """
+    reg = InstrumentRegistry.linear([book.instrument]) if registry is None else registry
+    code = reg.code(book.instrument)
+    n = len(book)
+    settle = reg.settle_code[code]
+    return AccountBook.from_rows(reg, book.account, np.full(n, code, np.int32), book.side * book.qty,
+                                 book.entry_price, ~book.cross, book.collateral_usd, np.full(n, settle, np.int32),
+                                 source=f"position book {book.instrument}")
+
+
+def load_account_book(path: Path, registry: InstrumentRegistry | None = None,
+                      cross_collateral: CrossCollateral = "wallet") -> AccountBook:
+    """Load a book with several positions per account, choosing the reader by file suffix.
+
+    Table format (``.csv``, ``.csv.gz``, ``.parquet``), one row per position:
+
+    ====================  ======================================================================================
+    column                meaning
+    ====================  ======================================================================================
+    ``account``           integer account id (int64); an account may have several rows
+    ``instrument``        instrument symbol of the registry (``BTCUSDT``)
+    ``side``              optional: ``long`` / ``short`` / ``+1`` / ``-1``; then ``qty`` > 0
+    ``qty``               quantity in base units; signed (+ long) when there is no ``side`` column, never 0
+    ``entry_price``       average entry price, quote per base unit, > 0
+    ``collateral``        isolated margin of the row, or the account's cross wallet in ``collateral_asset``, >= 0
+    ``collateral_asset``  asset symbol of ``collateral`` (``USDT``)
+    ``margin_mode``       ``isolated`` / ``cross``
+    ====================  ======================================================================================
+
+    The cross wallet of an account is repeated on each of its cross rows, or given on one row (and 0 on the
+    others); ``cross_collateral = "per_position"`` reads each cross row's ``collateral`` as that position's share
+    and sums them into the wallet instead. A file in the one-instrument layout (``collateral_usd``, see
+    :func:`load_book`) is read as such and converted by :func:`account_book_from_positions`. ccxt JSON: see
+    :func:`load_ccxt_account_book`.
+
+    Args:
+        path: Book file.
+        registry: Instruments and assets; None: linear perpetuals named in the file, each settled in the stablecoin
+            its symbol ends with (``BTCUSDT`` -> USDT), collateral assets stablecoins at 1 USD.
+        cross_collateral: ``"wallet"`` or ``"per_position"`` (above).
+
+    Returns:
+        A validated :class:`AccountBook`; positions in file order (``AccountBook.from_rows``).
+
+    Raises:
+        DeleverInputError: missing file, unsupported suffix, unreadable file, missing / unknown / duplicated column,
+            an empty, unparsable, NaN, zero or negative value where not allowed, unknown instrument, asset, side or
+            margin mode, conflicting cross wallets, two rows of one account in one instrument and margin group.
+            The message names the file, the 1-based data row and the field.
+    """
+    path = Path(path)
+    kind = _source_kind(path, "account-book")
+    if cross_collateral not in ("wallet", "per_position"):
+        raise DeleverInputError(f"cross_collateral is {cross_collateral!r}, expected 'wallet' or 'per_position'")
+    if kind == "json":
+        return load_ccxt_account_book(path, registry, cross_collateral)
+    table = _read_table(path, kind, _ACCOUNT_COLUMNS + ("collateral_usd",))
+    if "collateral_usd" in table.column_names:
+        return account_book_from_positions(_one_instrument_table(table, path, registry), registry)
+    return _account_book_from_table(table, path, registry, cross_collateral)
+
+
+def save_account_book(book: AccountBook, path: Path) -> None:
+    """Write an account book as CSV (``.csv``, ``.csv.gz``) or Parquet, atomically; :func:`load_account_book`
+    reads it back to the same accounts, groups, positions and balances.
+
+    Columns: ``account``, ``instrument``, ``qty`` (signed), ``entry_price``, ``collateral``, ``collateral_asset``,
+    ``margin_mode``. An isolated row carries its group's balance; a cross group's balances in its assets go on its
+    rows in turn (first row: first asset held ...), the remaining rows repeat the first asset's wallet. Floats are
+    written in shortest round-trip form.
+
+    Raises:
+        DeleverInputError: unsupported suffix, missing directory, an invalid book, a negative balance (a debt has
+            no row form), an isolated group holding two assets, or a cross group holding more assets than
+            positions.
+    """
+    path = Path(path)
+    kind = _destination_kind(path, "an account book")
+    book.validate(f"{path} (book to save)")
+    reg = book.registry
+    bal = book.balance
+    if (bal < 0).any():
+        g = int(np.flatnonzero((bal < 0).any(axis=1))[0])
+        raise DeleverInputError(f"{path}: margin group {g + 1} has a negative balance (a debt), which the row "
+                                "format cannot hold")
+    held = bal > 0
+    n_held = held.sum(axis=1)
+    order = np.argsort(~held, axis=1, kind="stable")  # assets held first, in asset order
+    pos_group = book.pos_group
+    n_pos = np.bincount(pos_group, minlength=book.n_groups)
+    too_many = n_held > np.maximum(n_pos, 1)
+    if too_many.any():
+        g = int(np.flatnonzero(too_many)[0])
+        raise DeleverInputError(f"{path}: margin group {g + 1} holds {int(n_held[g])} assets but {int(n_pos[g])} "
+                                "position(s); each row carries one collateral asset")
+    # rank of each position inside its group, in position order
+    by_group = np.argsort(pos_group, kind="stable")
+    first_in_group = np.concatenate([[0], np.cumsum(n_pos)[:-1]])
+    rank = np.empty(book.n_positions, dtype=np.int64)
+    rank[by_group] = np.arange(book.n_positions) - first_in_group[pos_group[by_group]]
+    use = np.where(rank < n_held[pos_group], rank, 0)
+    asset = np.where(n_held[pos_group] > 0, order[pos_group, use], reg.settle_code[book.pos_instrument])
+    collateral = bal[pos_group, asset]
+    table = pa.table(
+        {
+            "account": pa.array(book.account_id[book.group_account[pos_group]], type=pa.int64()),
+            "instrument": pa.array(np.asarray(reg.symbols, dtype=object)[book.pos_instrument], type=pa.string()),
+            "qty": pa.array(book.pos_qty, type=pa.float64()),
+            "entry_price": pa.array(book.pos_entry_price, type=pa.float64()),
+            "collateral": pa.array(collateral, type=pa.float64()),
+            "collateral_asset": pa.array(np.asarray(reg.assets.symbols, dtype=object)[asset], type=pa.string()),
+            "margin_mode": pa.array(np.where(book.group_isolated[pos_group], "isolated", "cross")),
+        }
+    )
+    _write_table_atomic(table, path, kind)
+
+
+def load_ccxt_account_book(path: Path, registry: InstrumentRegistry | None = None,
+                           cross_collateral: CrossCollateral = "wallet") -> AccountBook:
+    """Load ccxt ``fetchPositions`` output with several positions per account (ccxt Manual, "Position Structure").
+
+    Layouts and fields as :func:`load_ccxt_positions` (``symbol``, ``side``, ``contracts`` x ``contractSize``,
+    ``entryPrice``, ``collateral`` or ``initialMargin``, ``marginMode`` or ``isolated``, account from ``account`` /
+    ``info["account"]`` / the object key, else the position index); positions of every instrument are kept. The
+    instrument is ``BASE + QUOTE`` (:func:`ccxt_symbol_to_instrument`), the collateral asset the symbol's
+    settlement currency (``BTC/USDT:USDT`` -> USDT). ``cross_collateral``: ``"wallet"`` (a cross position's
+    ``collateral`` is the account's cross wallet, repeated or given once) or ``"per_position"`` (each cross
+    position's ``collateral`` is its own margin; the wallet is their sum).
+
+    Args:
+        path: JSON file.
+        registry: Instruments and assets; None: linear perpetuals in order of first appearance, settled in their
+            ccxt settlement currency (stablecoins at 1 USD).
+        cross_collateral: See above.
+
+    Raises:
+        DeleverInputError: any error of :func:`load_ccxt_positions` but other instruments, an instrument or asset
+            not in ``registry``, a settlement currency that is not a USD stablecoin when no registry is given,
+            conflicting cross wallets, or two positions of one account in one instrument and margin group.
+    """
+    path = Path(path)
+    src = str(path)
+    entries = _ccxt_entries(path)
+    n = len(entries)
+    account = np.empty(n, dtype=np.int64)
+    qty = np.empty(n, dtype=np.float64)
+    entry = np.empty(n, dtype=np.float64)
+    coll = np.empty(n, dtype=np.float64)
+    cross = np.empty(n, dtype=bool)
+    inst: list[str] = []
+    settle: list[str] = []
+    for i, (where, pos, acct) in enumerate(entries):
+        name, cur = _ccxt_instrument(pos, src, where)
+        inst.append(name)
+        settle.append(cur)
+        account[i] = _ccxt_account(acct, src, where)
+        side, qty[i], entry[i], coll[i], cross[i] = _ccxt_position(pos, src, where)
+        qty[i] *= side
+    names, inst_row = _encode(inst)
+    assets, asset_row = _encode(settle)
+    if registry is None:
+        registry = _registry_for(names, inst_row, [settle[int(np.flatnonzero(inst_row == k)[0])] for k in
+                                                   range(len(names))], assets, asset_row, src, "position")
+    return _rows_to_account_book(registry, account, names, inst_row, assets, asset_row, qty, entry, ~cross, coll,
+                                 src, "position", cross_collateral)
+
+
+# --------------------------------------------------------------------------- account-book helpers
+def _encode(values) -> tuple[list[str], np.ndarray]:
+    """Distinct values in order of first appearance and each row's index into them (int64)."""
+    if isinstance(values, pa.Array):
+        enc = pc.dictionary_encode(values)
+        return [str(v) for v in enc.dictionary.to_pylist()], enc.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    seen: dict[str, int] = {}
+    idx = np.array([seen.setdefault(str(v), len(seen)) for v in values], dtype=np.int64)
+    return list(seen), idx
+
+
+def _registry_for(inst: list[str], inst_row: np.ndarray, settle: list[str], asset: list[str], asset_row: np.ndarray,
+                  src: str, unit: str) -> InstrumentRegistry:
+    """Linear perpetuals ``inst`` settled in ``settle`` (one per instrument); assets: the settlements, then the
+    collateral assets of the rows; every one a USD stablecoin at 1 USD."""
+    for k, cur in enumerate(settle):
+        if cur.upper() not in STABLE_USD:
+            r = int(np.flatnonzero(inst_row == k)[0])
+            raise DeleverInputError(f"{src}: {unit} {r + 1}: instrument {inst[k]!r} settles in {cur!r}, not a USD "
+                                    "stablecoin; pass an instrument registry that names how to price it")
+    for k, a in enumerate(asset):
+        if a.upper() not in STABLE_USD:
+            r = int(np.flatnonzero(asset_row == k)[0])
+            raise DeleverInputError(f"{src}: {unit} {r + 1}: field 'collateral_asset' is {a!r}, not a USD stablecoin; "
+                                    "pass an instrument registry that says how to price it")
+    instruments = tuple(Instrument(v, "linear_perp", base_of(v, c), c) for v, c in zip(inst, settle, strict=True))
+    assets = tuple(Asset(a) for a in dict.fromkeys([*settle, *asset]))
+    return InstrumentRegistry(instruments, AssetRegistry(assets))
+
+
+def _rows_to_account_book(reg: InstrumentRegistry, account: np.ndarray, inst: list[str], inst_row: np.ndarray,
+                          asset: list[str], asset_row: np.ndarray, qty: np.ndarray, entry: np.ndarray,
+                          isolated: np.ndarray, coll: np.ndarray, src: str, unit: str,
+                          cross_collateral: str) -> AccountBook:
+    """Map names to registry codes (unknown ones refused with the first row) and build with ``from_rows``."""
+    codes_i = np.empty(len(inst), dtype=np.int32)
+    for k, name in enumerate(inst):
+        if name not in reg.index:
+            r = int(np.flatnonzero(inst_row == k)[0])
+            raise DeleverInputError(f"{src}: {unit} {r + 1}: field 'instrument' is {name!r}, not an instrument of the "
+                                    f"run (known: {', '.join(reg.symbols)})")
+        codes_i[k] = reg.index[name]
+    codes_a = np.empty(len(asset), dtype=np.int32)
+    for k, name in enumerate(asset):
+        if name not in reg.assets.index:
+            r = int(np.flatnonzero(asset_row == k)[0])
+            raise DeleverInputError(f"{src}: {unit} {r + 1}: field 'collateral_asset' is {name!r}, not an asset of "
+                                    f"the run (known: {', '.join(reg.assets.symbols)})")
+        codes_a[k] = reg.assets.index[name]
+    asset_code = codes_a[asset_row]
+    if cross_collateral == "per_position":
+        # the wallet of (account, asset) is the sum of its cross rows, given on the first of them
+        cr = np.flatnonzero(~isolated)
+        key = np.stack([account[cr], asset_code[cr].astype(np.int64)], axis=1)
+        _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        total = np.bincount(inv.ravel(), weights=coll[cr])
+        coll = coll.copy()
+        coll[cr] = 0.0
+        coll[cr[first]] = total
+    return AccountBook.from_rows(reg, account, codes_i[inst_row], qty, entry, isolated, coll, asset_code, source=src)
+
+
+def _table_header(table: pa.Table, src: Path, required: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    names = table.column_names
+    allowed = required + optional
+    for name in names:
+        if name not in allowed:
+            raise DeleverInputError(f"{src}: unknown column {name!r} (expected columns: {', '.join(required)}"
+                                    + (f"; optional: {', '.join(optional)})" if optional else ")"))
+    if len(set(names)) != len(names):
+        dup = next(c for c in names if names.count(c) > 1)
+        raise DeleverInputError(f"{src}: column {dup!r} appears more than once")
+    for name in required:
+        if name not in names:
+            raise DeleverInputError(f"{src}: missing column {name!r} (expected columns: {', '.join(required)})")
+    if table.num_rows == 0:
+        raise DeleverInputError(f"{src}: the book has no rows (expected at least one position)")
+
+
+def _text(table: pa.Table, name: str, src: Path) -> pa.Array:
+    col = _column(table, name, src)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        col = pc.cast(col, pa.string())
+    return col
+
+
+def _first_bad(bad: np.ndarray, values: np.ndarray, name: str, src: Path, expected: str) -> None:
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DeleverInputError(f"{src}: row {i + 1}: field {name!r} is {values[i].item()!r}, expected {expected}")
+
+
+def _account_book_from_table(table: pa.Table, src: Path, registry: InstrumentRegistry | None,
+                             cross_collateral: str) -> AccountBook:
+    _table_header(table, src, ACCOUNT_REQUIRED_COLUMNS, ACCOUNT_OPTIONAL_COLUMNS)
+    account = _numeric(_column(table, "account", src), "account", src, pa.int64(), "an integer account id")
+    inst, inst_row = _encode(_text(table, "instrument", src))
+    asset, asset_row = _encode(_text(table, "collateral_asset", src))
+    for names, rows, field in ((inst, inst_row, "instrument"), (asset, asset_row, "collateral_asset")):
+        if "" in names:
+            r = int(np.flatnonzero(rows == names.index(""))[0])
+            raise DeleverInputError(f"{src}: row {r + 1}: field {field!r} is empty, expected a symbol")
+    qty = _numeric(_column(table, "qty", src), "qty", src, pa.float64(), "a number (base units)")
+    entry = _numeric(_column(table, "entry_price", src), "entry_price", src, pa.float64(), "a price > 0")
+    coll = _numeric(_column(table, "collateral", src), "collateral", src, pa.float64(), "an amount >= 0")
+    if "side" in table.column_names:
+        _first_bad(~(np.isfinite(qty) & (qty > 0)), qty, "qty", src, "a finite quantity > 0 (the side is in 'side')")
+        side_col = _text(table, "side", src)
+        side_l = pc.utf8_lower(side_col)
+        is_long = _words(side_l, _LONG_WORDS)
+        bad = ~(is_long | _words(side_l, _SHORT_WORDS))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise DeleverInputError(
+                f"{src}: row {i + 1}: field 'side' is {side_col[i].as_py()!r}, expected 'long', 'short', +1 or -1"
+            )
+        qty = np.where(is_long, qty, -qty)
+    else:
+        _first_bad(~(np.isfinite(qty) & (qty != 0)), qty, "qty", src, "a finite signed quantity != 0 (+ long)")
+    _first_bad(~(np.isfinite(entry) & (entry > 0)), entry, "entry_price", src, "a finite price > 0")
+    _first_bad(~(np.isfinite(coll) & (coll >= 0)), coll, "collateral", src, "a finite amount >= 0")
+    mode_col = _text(table, "margin_mode", src)
+    mode_l = pc.utf8_lower(mode_col)
+    cross = _words(mode_l, ("cross",))
+    bad = ~(cross | _words(mode_l, ("isolated",)))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DeleverInputError(
+            f"{src}: row {i + 1}: field 'margin_mode' is {mode_col[i].as_py()!r}, expected 'isolated' or 'cross'"
+        )
+    if registry is None:
+        settle = [_stable_suffix(v) for v in inst]
+        if "" in settle:
+            k = settle.index("")
+            r = int(np.flatnonzero(inst_row == k)[0])
+            raise DeleverInputError(f"{src}: row {r + 1}: instrument {inst[k]!r} does not end with a USD stablecoin; "
+                                    "pass an instrument registry that names its settlement asset")
+        registry = _registry_for(inst, inst_row, settle, asset, asset_row, str(src), "row")
+    return _rows_to_account_book(registry, account, inst, inst_row, asset, asset_row, qty, entry, ~cross, coll,
+                                 str(src), "row", cross_collateral)
+
+
+def _stable_suffix(symbol: str) -> str:
+    for q in sorted(STABLE_USD, key=len, reverse=True):
+        if symbol.upper().endswith(q) and len(symbol) > len(q):
+            return q
+    return ""
+
+
+def _one_instrument_table(table: pa.Table, src: Path, registry: InstrumentRegistry | None) -> PositionBook:
+    """A one-instrument table (``collateral_usd``) read by the one-instrument rules, for the registry's instrument
+    or the file's single ``instrument`` value."""
+    if registry is not None and len(registry) == 1:
+        return _book_from_table(table, src, registry.symbols[0])
+    if "instrument" in table.column_names:
+        names = pc.unique(_text(table, "instrument", src)).to_pylist()
+        if len(names) == 1:
+            return _book_from_table(table, src, names[0])
+    raise DeleverInputError(f"{src}: a one-instrument book (column 'collateral_usd') needs its instrument: one value "
+                            "in an 'instrument' column, or a registry of one instrument")

@@ -221,7 +221,10 @@ def frontier(
 
 
 @app.command()
-def venues() -> None:
+def venues(
+    symbols: Annotated[bool, typer.Option("--symbols", help="Also list the symbols of each venue's tier file")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
     """List the venue presets with their mechanics and sources."""
     from delever.venues import PRESETS, load_venue
 
@@ -264,8 +267,24 @@ def venues() -> None:
                           f"({d.slot_time_s:g} s slots); bankruptcy: insurance fund -> fee pool -> socialized loss")
         names = [f"{k} ({' '.join(t.coins)})" if t.coins else k for k, t in v.tiers.items()]
         out.print(f"  instruments: {', '.join(names)}")
+        if v.tier_file is not None:
+            tf = v.tier_file
+            out.print(f"  other instruments: brackets from {tf.path} in the data dir (as of {tf.as_of}; --symbols lists them)")
+            if symbols:
+                _print_tier_file_symbols(out, v, data_dir)
         for src in v.sources:
             out.print(f"  source: {src}")
+
+
+def _print_tier_file_symbols(out: Console, venue, data_dir: Path | None) -> None:
+    from delever.scenario import resolve_data_dir
+    from delever.tier_source import tier_file_table
+
+    try:
+        path, table = tier_file_table(venue, resolve_data_dir(data_dir))
+    except DeleverInputError as exc:
+        _fail(exc)
+    out.print(f"  {len(table)} symbols in {path}: {' '.join(table)}")
 
 
 def _register_commands() -> None:
@@ -278,7 +297,8 @@ def _register_commands() -> None:
     app.command("replay", help="Replay a real price path: estimated liquidations per minute with ensemble bands.")(
         replay_command)
     app.command("validate", help="Validate against real crashes (Binance BTCUSDT, Hyperliquid 2025-10-10, Aave "
-                "2021-05-19).")(validate_command)
+                "2021-05-19), or one 1-minute kline window you bring (--window FILE --instrument SYMBOL); "
+                "primary statistic: correlation at lag 0.")(validate_command)
 
 
 _register_commands()

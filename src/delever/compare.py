@@ -37,7 +37,7 @@ import time
 import tomllib
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -48,6 +48,7 @@ import pyarrow.parquet as pq
 from scipy import stats
 
 from delever import __version__
+from delever.compare_result import CompareResult, PolicyRun, PolicySet
 from delever.errors import DeleverInputError
 from delever.metrics import _column, expected_shortfall_along, wilson_interval
 from delever.runfolder import atomic_run_folder, run_folder_name
@@ -85,29 +86,13 @@ __all__ = [
 DEFAULT_RESAMPLES = 2000
 CONFIDENCE = 0.95
 # Keys that decide the exogenous price paths: shared by every policy (common random numbers).
-SHARED_KEYS: tuple[str, ...] = ("seed", "stress", "price_driver", "market.start_price")
+SHARED_KEYS: tuple[str, ...] = ("seed", "stress", "price_driver", "market.start_price",
+                                 "market.start_price_by_instrument")
 _BOOT_BYTES = 64 * 2**20  # memory of one batch of bootstrap replicates (resampled columns)
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._=+-]+")
 
 
 # --------------------------------------------------------------------------- policy sets
-@dataclass(frozen=True)
-class PolicySet:
-    """One policy: scenario overrides and a name.
-
-    Attributes:
-        name: unique name (a row of the comparison).
-        description: one line for people.
-        overrides: nested table merged into the scenario (``--set`` semantics, leaf by leaf).
-        source: where it came from (``preset partial``, a file path, a frontier value), for messages.
-    """
-
-    name: str
-    description: str
-    overrides: dict[str, Any]
-    source: str
-
-
 def preset_names() -> tuple[str, ...]:
     """Names of the shipped policy presets (``delever/policies/*.toml``), sorted."""
     files = resources.files("delever.policies")
@@ -470,33 +455,6 @@ def compare_metrics(tables: Sequence[pa.Table], baseline: int = 0, resamples: in
 
 
 # --------------------------------------------------------------------------- runs
-@dataclass
-class PolicyRun:
-    """One policy's stress run: the policy, its scenario, venue rules and the :class:`StressResult`."""
-
-    policy: PolicySet
-    scenario: Scenario
-    result: Any  # delever.stress.StressResult
-    venue_rules: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class CompareResult:
-    """A finished comparison.
-
-    Attributes:
-        summary: the ``--json`` object (``compare.json``): one row per policy with its metrics.
-        runs: the policies' stress runs, in order.
-        baseline: index of the reference policy.
-        run_folder: the written folder, or None.
-    """
-
-    summary: dict[str, Any]
-    runs: list[PolicyRun]
-    baseline: int
-    run_folder: Path | None = None
-
-
 def _check_common_paths(runs: list[PolicyRun]) -> None:
     """The policies' exogenous paths must be the same: same shared keys, start price and per-path moves."""
     ref = runs[0]

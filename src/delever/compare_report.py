@@ -14,7 +14,7 @@ import html
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import plotly.colors
@@ -24,8 +24,7 @@ from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from delever.compare import CompareResult
+from delever.compare_result import CompareResult
 
 __all__ = ["compare_figures", "format_value", "print_compare", "write_compare_report"]
 

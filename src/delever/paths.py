@@ -16,45 +16,22 @@ means the series is the observed mark price, which already contains that impact,
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from delever.data.klines import Klines, format_utc_ms, parse_utc_ms, read_klines
 from delever.errors import DeleverInputError
-from delever.scenario import HistoricalDriver, ShockDriver, resolve_path
+
+if TYPE_CHECKING:  # the config layer is needed only by build_price_path, imported there
+    from delever.scenario import HistoricalDriver, ShockDriver
+from delever.market.price_path import PricePath
 
 __all__ = ["PricePath", "build_price_path", "historical_path", "shock_path"]
 
 # Relative tolerance when deciding whether a duration is a whole number of steps (float noise).
 _STEP_TOL = 1e-9
-
-
-@dataclass
-class PricePath:
-    """Price driver of a run, struct of arrays.
-
-    Attributes:
-        t_s: float64 (T,), seconds since the start; ``t_s[0] == 0``, strictly increasing.
-        price: float64 (T,), USD, > 0; ``price[0]`` is the start (pre-shock) price.
-        mode: ``"stress"`` (exogenous component; the engine adds impact) or ``"replay"`` (observed
-            mark; no impact added).
-        label: human-readable description of the source.
-        start_time_utc: ISO 8601 UTC time of ``t_s == 0`` for historical drivers (``...Z``), else None.
-        taker_sell_volume: float64 (T,), base units sold by takers attributed to each step
-            (historical drivers with traded volume only; step 0 gets 0), else None.
-    """
-
-    t_s: np.ndarray
-    price: np.ndarray
-    mode: str
-    label: str
-    start_time_utc: str | None
-    taker_sell_volume: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return int(self.t_s.shape[0])
 
 
 def _n_steps(span_s: float, dt_s: float) -> int:
@@ -92,7 +69,8 @@ def shock_path(driver: ShockDriver, start_price: float | None, dt_s: float) -> P
     """
     if start_price is None:
         raise DeleverInputError(
-            "market.start_price: required with a shock price driver (the shock needs a price to move from)"
+            "market.start_price: required with a shock price driver (the shock needs a price to move from; "
+            "market.start_price_by_instrument has no entry for the instrument)"
         )
     if not (math.isfinite(start_price) and start_price > 0):
         raise DeleverInputError(f"market.start_price: expected a price > 0, got {start_price!r}")
@@ -226,6 +204,8 @@ def build_price_path(
             ``price_driver.start``/``end`` malformed or outside the file (the message names the
             field or the file and row).
     """
+    from delever.scenario import HistoricalDriver, ShockDriver, resolve_path
+
     if isinstance(driver, ShockDriver):
         return shock_path(driver, start_price, dt_s)
     if isinstance(driver, HistoricalDriver):

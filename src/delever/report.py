@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import plotly.graph_objects as go
@@ -14,8 +13,7 @@ from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from delever.runner import RunResult
+from delever.run_result import RunResult
 
 KEY_FIGURES = (
     ("venue", "venue", "{}"),
@@ -56,6 +54,20 @@ def print_summary(summary: dict[str, object], console: Console) -> None:
     for key, label, fmt in KEY_FIGURES:
         table.add_row(label, _fmt(fmt, summary.get(key)))
     console.print(table)
+    per = summary.get("per_instrument")
+    if per:
+        t2 = Table(title="per instrument")
+        for col in ("instrument", "move", "with cascade", "liquidated", "liq. events", "ADL", "ADL fills", "funding paid"):
+            t2.add_column(col, justify="left" if col == "instrument" else "right")
+        for row in per:
+            t2.add_row(row["instrument"], _fmt("{:+.2f} %", row["exogenous_move_pct"]),
+                       _fmt("{:+.2f} %", row["final_move_pct"]), _fmt("${:,.0f}", row["liquidated_notional_usd"]),
+                       _fmt("{:,}", row["liquidation_count"]), _fmt("${:,.0f}", row["adl_notional_usd"]),
+                       _fmt("{:,}", row["adl_count"]), _fmt("${:,.0f}", row["funding_paid_usd"]))
+        console.print(t2)
+        console.print(f"accounts liquidated in several instruments: {summary.get('accounts_liquidated_multi_instrument')}"
+                      f" of {summary.get('accounts_liquidated')}; ledger imbalance by asset: "
+                      f"{summary.get('ledger_imbalance_by_asset')}", highlight=False)
     for note in summary.get("notes", []) or []:
         console.print(f"[dim]- {note}[/]", highlight=False)
     if summary.get("run_folder"):
@@ -116,17 +128,18 @@ def _figures(result: RunResult) -> list[go.Figure]:
     return figs
 
 
-def write_html_report(result: RunResult, path: Path) -> None:
+def write_html_report(result: RunResult, path: Path, figures: list[go.Figure] | None = None) -> None:
     """Write a self-contained HTML report (plotly.js inlined once, so it works offline).
 
     Sections: key figures, price path, liquidations by step and round, insurance fund / vault
-    balance with bad debt, ADL fills, run notes and the book's assumptions.
+    balance with bad debt, ADL fills, run notes and the book's assumptions. ``figures`` replaces the
+    one-instrument charts (the multi-instrument report, ``delever.report_accounts``).
     """
     s = result.summary
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td style='text-align:right'>{html.escape(_fmt(fmt, s.get(k)))}</td></tr>"
                    for k, label, fmt in KEY_FIGURES)
     parts = []
-    for i, fig in enumerate(_figures(result)):
+    for i, fig in enumerate(_figures(result) if figures is None else figures):
         fig.update_layout(template="plotly_white", height=430)
         parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)))
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in s.get("notes", []))

@@ -8,52 +8,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 
-from delever.book import PositionBook
+from delever.depth_source import build_depth_curve
 from delever.engine.core import CascadeEngine
 from delever.engine.drift import BANKRUPTCY_SCHEMA
 from delever.engine.tables import TableBuilder
 from delever.errors import DeleverInputError
-from delever.market.depth import DepthCurve, build_depth_curve
 from delever.paths import PricePath, build_price_path
+from delever.run_result import Prepared, RunResult
 from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.scenario import Scenario, config_hash, resolve_path
-from delever.venues import VenueRules, load_venue
-from delever.venues.tiers import MarginTiers
-
-TABLES = ("steps", "rounds", "liquidations", "adl", "ledger", "bankruptcies")
-
-
-@dataclass
-class Prepared:
-    """Everything a run needs, resolved from the scenario and the data directory."""
-
-    scenario: Scenario
-    venue: VenueRules
-    tiers: MarginTiers
-    path: PricePath
-    depth: DepthCurve
-    book: PositionBook
-    config_hash: str
-    book_source: str
-    book_assumptions: dict[str, object] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunResult:
-    """A finished run: the summary (the ``--json`` object), the tables, and the inputs it came from."""
-
-    prepared: Prepared
-    summary: dict[str, object]
-    tables: dict[str, pa.Table]
-    wall_s: float
+from delever.tier_source import resolve_tiers
+from delever.venues import load_venue
 
 
 def _entry_history(scenario: Scenario, data_dir: Path, start_time_utc: str | None):
@@ -72,7 +42,7 @@ def _entry_history(scenario: Scenario, data_dir: Path, start_time_utc: str | Non
         raise DeleverInputError("book.synthesize.entry: the price history has no bars in the lookback window")
     prices = (kl.high + kl.low + kl.close) / 3.0
     weights = kl.volume if kl.volume.sum() > 0 else np.ones_like(prices)
-    return prices, weights, f"{len(kl)} bars from {', '.join(p.name for p in paths)}"
+    return prices, weights, (kl.low, kl.high), f"{len(kl)} bars from {', '.join(p.name for p in paths)}"
 
 
 def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
@@ -82,11 +52,12 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
         DeleverInputError: any bad or missing input, named by file/field.
     """
     venue = load_venue(scenario.venue.preset, scenario.venue.overrides)
-    tiers = venue.tiers_for(scenario.market.instrument)
+    tier_src = resolve_tiers(venue, scenario.market.instrument, data_dir)
+    tiers = tier_src.tiers
     path = build_price_path(scenario.price_driver, scenario.market.start_price, scenario.engine.dt_s, data_dir)
     start_price = float(path.price[0])
     depth = build_depth_curve(scenario.market.depth, data_dir, start_price)
-    notes = [f"depth: {depth.source}", *[f"depth: {n}" for n in depth.notes]]
+    notes = [tier_src.note(), f"depth: {depth.source}", *[f"depth: {n}" for n in depth.notes]]
     assumptions: dict[str, object] = {}
     if scenario.book.source == "file":
         from delever.book_io import load_book
@@ -98,13 +69,17 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
         from delever.synthesize import synthesize_book
 
         rng = np.random.default_rng(np.random.SeedSequence(scenario.seed))
-        history = None
+        history = equilibrium = None
         if scenario.book.synthesize.entry.source == "history":
-            prices, weights, desc = _entry_history(scenario, data_dir, path.start_time_utc)
+            prices, weights, bars, desc = _entry_history(scenario, data_dir, path.start_time_utc)
             history = (prices, weights)
             notes.append(f"book: entry prices drawn from {desc}")
+            if scenario.book.synthesize.entry.equilibrium == "history":
+                equilibrium = bars
+                notes.append("book: in equilibrium at the start (positions the bars since their entry would have "
+                             "liquidated are redrawn)")
         book, report = synthesize_book(scenario.book.synthesize, scenario.market.instrument, start_price, tiers, rng,
-                                       history)
+                                       history, equilibrium)
         assumptions = dict(report.assumptions)
         assumptions.update(positions=report.positions, long_positions=report.long_positions,
                            short_positions=report.short_positions, leverage_capped=report.leverage_capped,
@@ -112,7 +87,8 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
         book_source = "synthesized"
     book.validate(book_source)
     venue_hash = config_hash(scenario, venue)
-    return Prepared(scenario, venue, tiers, path, depth, book, venue_hash, book_source, assumptions, notes)
+    return Prepared(scenario, venue, tiers, path, depth, book, venue_hash, book_source, assumptions, notes,
+                    tier_src.provenance())
 
 
 def _extreme_move_pct(prices: np.ndarray, start: float, direction: float) -> float:
@@ -245,7 +221,16 @@ def execute(prep: Prepared) -> RunResult:
 
 
 def run_scenario(scenario: Scenario, data_dir: Path) -> RunResult:
-    """Prepare and execute ``scenario`` (the library entry point)."""
+    """Prepare and execute ``scenario`` (the library entry point).
+
+    A scenario with ``[[instruments]]`` runs on the account engine (:mod:`delever.accounts_run`).
+    """
+    if scenario.is_multi:
+        from delever.accounts_run import execute_accounts, prepare_accounts
+
+        prep = prepare_accounts(scenario, data_dir)
+        summary, tables, wall = execute_accounts(prep)
+        return RunResult(prep, summary, tables, wall)
     return execute(prepare(scenario, data_dir))
 
 
@@ -261,18 +246,23 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
     prep = result.prepared
     folder_name = run_folder_name(f"{prep.scenario.name}-{prep.config_hash}")
     with atomic_run_folder(out_dir, folder_name) as tmp:
-        for name in TABLES:
-            pq.write_table(result.tables[name], tmp / f"{name}.parquet")
+        for name, table in result.tables.items():
+            pq.write_table(table, tmp / f"{name}.parquet")
         config = {
             "config_hash": prep.config_hash,
             "seed": prep.scenario.seed,
             "scenario": prep.scenario.model_dump(mode="json"),
             "venue_rules": prep.venue.model_dump(mode="json"),
+            "margin_tiers": prep.tier_provenance,
             "book_assumptions": prep.book_assumptions,
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str))
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
-        if html:
+        if html and getattr(prep.scenario, "is_multi", False):
+            from delever.report_accounts import write_accounts_report
+
+            write_accounts_report(result, tmp / "report.html")
+        elif html:
             from delever.report import write_html_report
 
             write_html_report(result, tmp / "report.html")

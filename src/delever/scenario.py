@@ -14,19 +14,13 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
+from delever.config_types import Fraction, NonNegFloat, PositiveFloat, Strict, format_validation
+from delever.engine.mitigation_rules import Mitigations
 from delever.errors import DeleverInputError
-
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]
-
-
-class Strict(BaseModel):
-    """Base: unknown keys rejected, immutable, no NaN/inf."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+from delever.venues.rules import PRESETS
+from delever.venues.symbols import instrument_candidates
 
 
 # --------------------------------------------------------------------------- venue
@@ -39,8 +33,6 @@ class VenueSection(Strict):
     @field_validator("preset")
     @classmethod
     def _known_preset(cls, v: str) -> str:
-        from delever.venues.rules import PRESETS  # imported here: venues.rules imports this module
-
         if v not in PRESETS:
             raise ValueError(f"unknown venue {v!r} (known: {', '.join(PRESETS)})")
         return v
@@ -93,8 +85,16 @@ class ImpactSection(Strict):
 
 
 class MarketSection(Strict):
+    """Instrument, start price, depth and impact.
+
+    ``start_price_by_instrument``: start prices of a shock per instrument, used when ``start_price`` is not
+    set (the embedded default lists real prices of several coins, so ``--set market.instrument=...`` starts
+    the shock at that coin's price rather than at another coin's).
+    """
+
     instrument: str = "BTCUSDT"
     start_price: PositiveFloat | None = Field(default=None, description="USD; default: the price driver's first price")
+    start_price_by_instrument: dict[str, PositiveFloat] = Field(default_factory=dict)
     depth: Annotated[BookDepthSource | L2Source | ParametricDepth, Field(discriminator="source")] = ParametricDepth()
     impact: ImpactSection = ImpactSection()
 
@@ -128,11 +128,16 @@ class EntryPrices(Strict):
     extra_paths: list[str] = Field(default_factory=list)
     before: str | None = Field(default=None, description="history: use bars opening before this UTC time")
     lookback_hours: PositiveFloat = 48.0
+    equilibrium: Literal["start", "history"] = Field(default="start", description=(
+        "history entries: 'history' also removes positions any bar between entry and start would have liquidated "
+        "(no start-up spike in a replay); 'start' checks the start price only"))
 
     @model_validator(mode="after")
     def _path(self) -> EntryPrices:
         if self.source == "history" and not self.path:
             raise ValueError("entry prices from 'history' need 'path'")
+        if self.equilibrium == "history" and self.source != "history":
+            raise ValueError("equilibrium = 'history' needs source = 'history' (entry bars to check from)")
         return self
 
 
@@ -284,6 +289,8 @@ class StressSection(Strict):
 
 class EngineSection(Strict):
     dt_s: PositiveFloat = Field(default=1.0, description="time step of generated drivers (s)")
+    funding: bool = Field(default=True, description=(
+        "account engine: pay funding by the venue's [funding] rules (premium from each instrument's book)"))
     max_rounds: Annotated[int, Field(ge=1, le=10_000)] = 50
 
 
@@ -291,104 +298,80 @@ class InsuranceFundSection(Strict):
     initial_usd: NonNegFloat = 5.0e8
 
 
-class MarkSmoothing(Strict):
-    """Mark-price smoothing applied on top of the venue's mark (``mitigations.mark_smoothing``).
+# --------------------------------------------------------------------------- several instruments (account engine)
+class InstrumentSection(Strict):
+    """One instrument of a multi-instrument run (``[[instruments]]``): its price source, depth and open interest.
 
-    ``ema``: exponential moving average of the venue mark with time constant ``span_s``; ``twap``:
-    time-weighted average over the last ``span_s`` seconds; ``book_anchored``: the book's traded price
-    limited to ``index * (1 +/- max_deviation_pct/100)`` (the index-anchored marks of venue-mechanics.md
-    §8: Binance price protection, Drift's TWAP guard). History before the run counts as the first mark.
+    ``path`` is the instrument's kline file (relative to the data dir) for a historical ``multi_driver``;
+    ``move_pct`` its own move under a ``shock`` driver (default: the driver's ``move_pct``).
+    ``open_interest_usd`` and ``long_short_ratio`` are the synthesizer's per-instrument targets.
     """
 
-    method: Literal["ema", "twap", "book_anchored"] = "ema"
-    span_s: PositiveFloat = 300.0
-    max_deviation_pct: Annotated[float, Field(gt=0, lt=100)] = 0.5
+    symbol: str
+    path: str | None = None
+    start_price: PositiveFloat | None = Field(default=None, description="shock driver: start price (USD)")
+    move_pct: Annotated[float, Field(gt=-99, lt=1000)] | None = None
+    open_interest_usd: PositiveFloat = 1.0e9
+    long_short_ratio: PositiveFloat = 1.0
+    depth: Annotated[BookDepthSource | L2Source | ParametricDepth, Field(discriminator="source")] = ParametricDepth()
+    basis_pct: Annotated[float, Field(gt=-50, lt=50)] = Field(default=0.0, description=(
+        "perp premium over the index held for the run (percent), read by the funding clock"))
 
 
-class CircuitBreaker(Strict):
-    """Price bands and trading halts (``mitigations.circuit_breaker``; venue-mechanics.md §8).
+class MultiDriver(Strict):
+    """Price driver of a multi-instrument run: every instrument's real path (``historical``) or a shock.
 
-    ``halt``: when the index has moved more than ``band_pct`` from its value ``lookback_s`` ago, trading
-    stops for ``halt_s`` (no liquidation fills, mark frozen); the band restarts from the reopening price.
-    ``limit_down`` (CME equity index futures): static levels ``levels_pct`` from the start price; touching
-    one of the lower levels pauses trading for ``level_halt_s``; the last level is a hard limit: the mark
-    and every fill stay within it for the rest of the run. ``auction`` (Vega price monitoring): a move
-    beyond the band starts an auction of ``halt_s`` with no continuous trading, extended by ``halt_s`` up
-    to ``max_extensions`` times while the price is still outside the band of the trigger's reference;
-    orders then execute against the book as it has refilled.
+    ``historical``: one kline file per instrument (``instruments[].path``) on one time grid; ``empty_bars``
+    says what a minute without trades in a bars-from-trades file becomes: ``refuse`` (default) or
+    ``last_trade`` (the bar keeps the previous close, the last traded price; listed in the run's notes).
+    ``shock``: each instrument moves linearly by its ``move_pct`` over ``duration_s`` and holds for ``hold_s``.
     """
 
-    kind: Literal["halt", "limit_down", "auction"] = "halt"
-    band_pct: Annotated[float, Field(gt=0, lt=100)] = 5.0
-    lookback_s: PositiveFloat = 300.0
-    halt_s: PositiveFloat = 300.0
-    max_extensions: Annotated[int, Field(ge=0, le=100)] = 3
-    levels_pct: list[Annotated[float, Field(gt=0, lt=100)]] = [7.0, 13.0, 20.0]
-    level_halt_s: PositiveFloat = 900.0
+    kind: Literal["historical", "shock"] = "shock"
+    mode: Literal["stress", "replay"] = "stress"
+    start: str | None = None
+    end: str | None = None
+    intrabar: Literal["close", "ohlc"] = "close"
+    empty_bars: Literal["refuse", "last_trade"] = "refuse"
+    move_pct: Annotated[float, Field(gt=-99, lt=1000)] = -8.0
+    duration_s: NonNegFloat = 60.0
+    hold_s: NonNegFloat = 300.0
+    dt_s: PositiveFloat = 1.0
+
+
+class AccountsSection(Strict):
+    """Synthesized multi-instrument book (``[accounts]``; ``delever.synthesize_multi``, docs/synthesizer.md).
+
+    ``instruments_per_account_share[k-1]`` is the share of accounts holding ``k`` instruments (normalized);
+    ``side_correlation`` the phi coefficient of the sides of two positions of one account; ``cross_share`` the
+    share of accounts in cross margin (the rest isolated, one margin group per position); an account's collateral is
+    split over its positions by a symmetric Dirichlet(``margin_split_concentration``). Entries: ``history`` draws
+    each position's entry bar (by volume) from its instrument's bars in the ``history_minutes`` before the run's
+    start (a historical ``multi_driver`` whose files reach back that far), ``lognormal`` around the start price.
+    ``equilibrium``: ``history`` replaces positions the bars from entry to start would already have liquidated
+    (no start-up spike), ``start`` only those liquidatable at the start, ``none`` keeps every draw.
+    Per-instrument open interest and long/short ratio are in ``[[instruments]]``.
+    """
+
+    accounts: Annotated[int, Field(ge=1, le=20_000_000)] = 50_000
+    instruments_per_account_share: list[NonNegFloat] = [0.60, 0.20, 0.10, 0.05, 0.02, 0.01, 0.01, 0.005, 0.005]
+    side_correlation: Fraction = 0.5
+    cross_share: Fraction = 0.5
+    margin_split_concentration: PositiveFloat = 1.0
+    leverage: LeverageMix = LeverageMix()
+    account_size: AccountSizes = AccountSizes()
+    entry_source: Literal["history", "lognormal"] = "lognormal"
+    history_minutes: Annotated[int, Field(ge=1, le=1_000_000)] = 30
+    entry_sigma: PositiveFloat = Field(default=0.03, description="lognormal std of log(entry / start)")
+    equilibrium: Literal["history", "start", "none"] = "start"
 
     @model_validator(mode="after")
-    def _levels(self) -> CircuitBreaker:
-        lv = self.levels_pct
-        if not lv or any(b <= a for a, b in zip(lv, lv[1:], strict=False)):
-            raise ValueError(f"levels_pct must be a non-empty, strictly increasing list, got {lv}")
+    def _shares(self) -> AccountsSection:
+        if not self.instruments_per_account_share or sum(self.instruments_per_account_share) <= 0:
+            raise ValueError("instruments_per_account_share must be non-empty with a positive sum")
+        if self.equilibrium == "history" and self.entry_source != "history":
+            raise ValueError("equilibrium = 'history' needs entry_source = 'history' (entry bars to check from)")
         return self
-
-
-class DynamicMargin(Strict):
-    """Maintenance margin scaled by realized volatility (``mitigations.dynamic_margin``).
-
-    ``multiplier = clip(realized_vol / reference_vol_annual, 1, max_multiplier)`` with the realized
-    volatility of the index's log returns over the trailing ``window_s`` seconds (annualized over
-    365 x 86,400 s); every tier's MMR and maintenance amount are multiplied by it, so ``MM`` scales.
-    """
-
-    window_s: PositiveFloat = 3600.0
-    reference_vol_annual: PositiveFloat = 0.5
-    max_multiplier: Annotated[float, Field(ge=1, le=100)] = 2.0
-
-
-class LiquidationThrottle(Strict):
-    """Cap on liquidated notional per rolling window (``mitigations.throttle``): the liquidation rate limiter
-    of Synthetix perps v3 (synthetix-v3 markets/perps-market ``PerpsMarketConfiguration``: at most
-    ``(makerFee + takerFee) x skewScale x maxLiquidationLimitAccumulationMultiplier`` per
-    ``maxSecondsInLiquidationWindow``, the rest liquidated in later windows; SIP-358). Notional is quantity x the round's mark price; the most under-margined
-    positions go first, the others wait for room (a position larger than the cap goes alone into an
-    empty window). On venues that take over at the bankruptcy price the whole position counts, since
-    what the book does not take is taken over in the same round."""
-
-    max_notional_usd: PositiveFloat
-    window_s: PositiveFloat = 60.0
-
-
-class DutchAuction(Strict):
-    """Liquidation by descending-price auction (``mitigations.dutch_auction``; MakerDAO Liquidations 2.0,
-    dss ``clip.sol`` / ``abaci.sol``). The auction of a long's position starts at ``mark * (1 + buf)``
-    and decays (``linear``: to 0 over ``tau_s``; ``exponential``: ``cut`` per ``step_s``, continuous;
-    ``stairstep``: ``cut`` every ``step_s``); a short's auction mirrors it upward. Keepers buy whatever the
-    book can absorb at or beyond the auction price; the position receives the auction price. The auction
-    ends (backstop takeover) when the price passes the bankruptcy price or after ``tail_s``.
-    """
-
-    buf: Annotated[float, Field(ge=0, lt=1)] = 0.02
-    decay: Literal["linear", "exponential", "stairstep"] = "exponential"
-    tau_s: PositiveFloat = 3600.0
-    cut: Annotated[float, Field(gt=0, lt=1)] = 0.99
-    step_s: PositiveFloat = 10.0
-    tail_s: PositiveFloat = 1800.0
-
-
-class Mitigations(Strict):
-    """Mitigations layered on the venue's rules; each is off unless its table is present."""
-
-    mark_smoothing: MarkSmoothing | None = None
-    circuit_breaker: CircuitBreaker | None = None
-    dynamic_margin: DynamicMargin | None = None
-    throttle: LiquidationThrottle | None = None
-    dutch_auction: DutchAuction | None = None
-
-    def active(self) -> list[str]:
-        """Names of the mitigations that are on."""
-        return [k for k in type(self).model_fields if getattr(self, k) is not None]
 
 
 class Scenario(Strict):
@@ -405,22 +388,52 @@ class Scenario(Strict):
     insurance_fund: InsuranceFundSection = InsuranceFundSection()
     stress: StressSection = StressSection()
     mitigations: Mitigations = Mitigations()
+    instruments: list[InstrumentSection] = Field(default_factory=list, description=(
+        "several instruments: the account engine runs them with cross-margined accounts (replaces market, "
+        "book.synthesize and price_driver)"))
+    multi_driver: MultiDriver = MultiDriver()
+    accounts: AccountsSection = AccountsSection()
+
+    @model_validator(mode="after")
+    def _multi(self) -> Scenario:
+        syms = [i.symbol for i in self.instruments]
+        if len(set(syms)) != len(syms):
+            raise ValueError(f"instruments: a symbol is listed twice ({syms})")
+        if self.instruments and self.multi_driver.kind == "historical":
+            missing = [i.symbol for i in self.instruments if i.path is None]
+            if missing:
+                raise ValueError(f"instruments: {', '.join(missing)} need a path for the historical multi_driver")
+        return self
+
+    @property
+    def is_multi(self) -> bool:
+        """True when the run has an ``[[instruments]]`` list (the account engine)."""
+        return bool(self.instruments)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shock_start_price(cls, raw: Any) -> Any:
+        # A shock without market.start_price starts at the instrument's entry of start_price_by_instrument.
+        if not isinstance(raw, dict) or not isinstance(raw.get("market"), dict):
+            return raw
+        market, driver = raw["market"], raw.get("price_driver")
+        table = market.get("start_price_by_instrument")
+        shock = not isinstance(driver, dict) or driver.get("kind", "shock") == "shock"
+        if not table or not shock or market.get("start_price") is not None or not isinstance(table, dict):
+            return raw
+        instrument = market.get("instrument", MarketSection.model_fields["instrument"].default)
+        if not isinstance(instrument, str):
+            return raw
+        # exact symbol first, then by coin (BTC, BTC-PERP and BTCUSDC take BTCUSDT's price)
+        coin = {c: k for k in table for c in instrument_candidates(k)[::-1]}
+        key = next((coin[c] for c in instrument_candidates(instrument) if c in coin), None)
+        if key is None:  # no entry: a shock without market.start_price is refused when the path is built
+            return raw
+        return {**raw, "market": {**market, "start_price": table[key]}}
 
 
 # --------------------------------------------------------------------------- loading
 DEFAULT_SCENARIO = Path(__file__).with_name("scenarios") / "default.toml"
-
-
-def _format_validation(err: ValidationError, where: str) -> str:
-    e = err.errors()[0]
-    loc = ".".join(str(p) for p in e["loc"] if not str(p).startswith("function-")) or "(top level)"
-    msg = e["msg"]
-    if e["type"] == "extra_forbidden":
-        msg = "unknown key"
-    got = e.get("input")
-    got_s = "" if isinstance(got, dict) or e["type"] == "extra_forbidden" else f" (got {got!r})"
-    more = f" [+{len(err.errors()) - 1} more]" if len(err.errors()) > 1 else ""
-    return f"{where}: field '{loc}': {msg}{got_s}{more}"
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -508,7 +521,7 @@ def validate_scenario(raw: dict[str, Any], where: str) -> Scenario:
     try:
         return Scenario.model_validate(raw)
     except ValidationError as exc:
-        raise DeleverInputError(_format_validation(exc, where)) from None
+        raise DeleverInputError(format_validation(exc, where)) from None
 
 
 def load_scenario(path: str | Path | None = None, overrides: list[str] | None = None) -> Scenario:
@@ -522,6 +535,30 @@ def load_scenario(path: str | Path | None = None, overrides: list[str] | None = 
     return validate_scenario(apply_overrides(raw, overrides or []), str(src))
 
 
+def find_price_file(path: str | Path, data_dir: Path, option: str) -> Path:
+    """A price file named on the command line: absolute, relative to the working directory, or to ``data_dir``.
+
+    Args:
+        path: The file as given.
+        data_dir: Data directory.
+        option: The option that named it (for the message), e.g. ``"--klines"``.
+
+    Returns:
+        The resolved path when it exists as given (absolute or relative to the working directory), else
+        ``path`` unchanged (relative to ``data_dir``, which :func:`resolve_path` resolves).
+
+    Raises:
+        DeleverInputError: the file does not exist.
+    """
+    p = Path(path)
+    if p.is_file():
+        return p.resolve()
+    if p.is_absolute() or not (data_dir / p).is_file():
+        raise DeleverInputError(f"{option}: price file not found: {path} (absolute, relative to the working "
+                                f"directory, or to the data dir {data_dir})")
+    return p
+
+
 def with_klines_driver(scenario: Scenario, klines: str | Path, data_dir: Path, mode: str) -> Scenario:
     """``scenario`` driven by the kline file ``klines`` (intrabar ``ohlc``, at the file's own price level).
 
@@ -531,12 +568,7 @@ def with_klines_driver(scenario: Scenario, klines: str | Path, data_dir: Path, m
     Raises:
         DeleverInputError: the file does not exist.
     """
-    p = Path(klines)
-    if p.is_file():
-        p = p.resolve()
-    elif p.is_absolute() or not (data_dir / p).is_file():
-        raise DeleverInputError(f"--klines: price file not found: {klines} (absolute, relative to the working "
-                                f"directory, or to the data dir {data_dir})")
+    p = find_price_file(klines, data_dir, "--klines")
     dump = scenario.model_dump(mode="json")
     dump["price_driver"] = {"kind": "historical", "mode": mode, "path": str(p), "intrabar": "ohlc"}
     dump["market"]["start_price"] = None

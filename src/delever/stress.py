@@ -37,7 +37,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ from delever.metrics import tail_metrics
 from delever.paths import PricePath, shock_path
 from delever.runner import Prepared, prepare, run_path
 from delever.scenario import Scenario, ShockDriver, StressSection, config_hash
+from delever.stress_result import StressResult
 
 __all__ = [
     "DASK_CONNECT_TIMEOUT_S",
@@ -106,24 +107,6 @@ class _Context:
     seeds: list[np.random.SeedSequence] | None = None  # explicit seeds when not the SeedSequence spawn tree
     fast_book: Any = None        # delever.engine.fast.FastBook when the fast kernel runs the paths
     kernel_threads: bool = False  # spread a block's paths over threads (in-process executor only)
-
-
-@dataclass
-class StressResult:
-    """A finished stress run.
-
-    Attributes:
-        summary: the summary (the CLI's ``--json`` object, ``summary.json``).
-        paths: per-path metrics, one row per path ordered by ``path``.
-        fan: price quantile bands per step: ``{"t_s": [...], "paths": k, "quantiles": {"p01": [...], ...}}``.
-        run_folder: the run folder, or None when nothing was written (``out_dir=None``).
-    """
-
-    summary: dict[str, Any]
-    paths: pa.Table
-    fan: dict[str, Any]
-    run_folder: Path | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- planning
@@ -752,7 +735,8 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
             "blocks": len(blocks), "steps": ctx.n_steps, "dt_s": st.dt_s, "horizon_s": st.horizon_s,
             "engine": engine_used, "generator": gen.label, "generator_kind": gen.kind, "generator_params": gen.params,
             "scenario": scenario.model_dump(mode="json"), "venue_rules": prep.venue.model_dump(mode="json"),
-            "book_assumptions": prep.book_assumptions, "delever_version": __version__,
+            "book_assumptions": prep.book_assumptions, "margin_tiers": prep.tier_provenance,
+            "delever_version": __version__,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
         }
         _write_json(config, folder / "stress_config.json")

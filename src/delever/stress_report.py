@@ -12,7 +12,7 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -21,8 +21,7 @@ from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from delever.stress import StressResult
+from delever.stress_result import StressResult
 
 __all__ = ["STRESS_FIGURES", "print_stress_summary", "stress_figures", "write_stress_report"]
 

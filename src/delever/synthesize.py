@@ -17,20 +17,26 @@ import numpy as np
 
 from delever.book import LONG, SHORT, PositionBook
 from delever.errors import DeleverInputError
-from delever.scenario import AccountSizes, Synthesis
+from delever.scenario import Synthesis
+from delever.synthesis_core import (
+    MAX_ENTRY_ATTEMPTS,
+    OI_RTOL,
+    TIER_EDGE_RTOL,
+    draw_collateral,
+    draw_surviving_bars,
+    draw_surviving_entries,
+    fit_side_to_open_interest,
+    leverage_probabilities,
+    long_account_count,
+    max_notional_for_collateral,
+    pareto_scale_usd,
+    path_suffix_extremes,
+    validate_history,
+)
 from delever.venues.tiers import MarginTiers
 
-MAX_ENTRY_ATTEMPTS = 100
-"""Redraws of an entry price before the book is declared infeasible."""
-
-TIER_EDGE_RTOL = 1e-10
-"""A position capped at a bracket's notional cap is placed this far (relative) below the cap, so
-rounding in ``qty * price`` never pushes it into the next bracket."""
-
-OI_RTOL = 1e-12
-"""Relative tolerance of the scaling/capping fixed point before the final exact rescale."""
-
-_MAX_SOLVER_ITERATIONS = 200
+__all__ = ["MAX_ENTRY_ATTEMPTS", "OI_RTOL", "TIER_EDGE_RTOL", "SynthesisReport", "max_notional_for_collateral",
+           "pareto_scale_usd", "synthesize_book"]
 
 
 @dataclass
@@ -48,6 +54,8 @@ class SynthesisReport:
         redraws: Positions whose entry price was redrawn (at least once) because they were at or
             below maintenance margin at the start price.
         assumptions: Every parameter used (JSON-serializable).
+        entry_bar: int64 ``(N,)`` index into the entry history of each position's entry bar, when
+            ``equilibrium_bars`` were given (None otherwise).
     """
 
     positions: int
@@ -58,185 +66,27 @@ class SynthesisReport:
     leverage_capped: int
     redraws: int
     assumptions: dict[str, object] = field(default_factory=dict)
+    entry_bar: np.ndarray | None = None
 
 
-# --------------------------------------------------------------------------- pieces
-def pareto_scale_usd(median_usd: float, alpha: float) -> float:
-    """Scale ``x_m`` of a Pareto(alpha) whose median is ``median_usd``: ``x_m = median / 2**(1/alpha)``."""
-    return median_usd / 2.0 ** (1.0 / alpha)
-
-
-def _draw_collateral(n: int, sizes: AccountSizes, rng: np.random.Generator) -> np.ndarray:
-    if sizes.kind == "lognormal":
-        return sizes.median_usd * np.exp(sizes.sigma * rng.standard_normal(n))
-    # numpy's pareto() is Lomax (Pareto II); 1 + Lomax is the classical Pareto with x_m = 1.
-    return pareto_scale_usd(sizes.median_usd, sizes.pareto_alpha) * (1.0 + rng.pareto(sizes.pareto_alpha, n))
-
-
-def max_notional_for_collateral(
-    collateral_usd: np.ndarray, tiers: MarginTiers
-) -> tuple[np.ndarray, np.ndarray]:
-    """Largest notional the brackets allow for each collateral (USD).
-
-    A notional ``N`` in bracket ``k`` (``floor_k < N <= floor_{k+1}``) needs
-    ``collateral >= N / max_leverage_k``. Since max leverage falls with notional, the feasible
-    notionals for a collateral ``c`` form an interval ``(0, N_max(c)]`` with
-    ``N_max(c) = max_k min(max_leverage_k * c, floor_{k+1})`` over the brackets where that value
-    exceeds ``floor_k``. Caps at a bracket ceiling are placed ``TIER_EDGE_RTOL`` below it.
-
-    Args:
-        collateral_usd: float64 ``(M,)`` collateral, USD, > 0.
-        tiers: Bracket table.
-
-    Returns:
-        ``(n_max, at_ceiling)``: float64 ``(M,)`` max notional (USD), and bool ``(M,)`` True where it
-        is a bracket ceiling (independent of collateral) rather than ``max_leverage * c``.
-    """
-    floor = tiers.floor_usd
-    lev_max = tiers.max_leverage
-    k_count = floor.size
-    ceiling = np.append(floor[1:] * (1.0 - TIER_EDGE_RTOL), np.inf)
-    # Bracket k is reachable iff max_leverage_k * c > floor_k, i.e. c > floor_k / max_leverage_k;
-    # a reachable bracket's best notional exceeds every lower bracket's ceiling, so the highest
-    # reachable bracket wins. With max leverage non-increasing these thresholds increase and one
-    # searchsorted finds it; otherwise take the max over brackets.
-    threshold = floor / lev_max
-    if np.all(np.diff(threshold) > 0) and np.all(ceiling > floor):
-        k = np.searchsorted(threshold, collateral_usd, side="left") - 1
-        lin = lev_max[k] * collateral_usd
-        cap = ceiling[k]
-        return np.minimum(lin, cap), lin > cap
-    best = np.zeros_like(collateral_usd)
-    at_ceiling = np.zeros(collateral_usd.shape, dtype=bool)
-    for k in range(k_count):
-        lin = lev_max[k] * collateral_usd
-        cand = np.minimum(lin, ceiling[k])
-        better = (cand > floor[k]) & (cand > best)
-        best = np.where(better, cand, best)
-        at_ceiling = np.where(better, lin > ceiling[k], at_ceiling)
-    return best, at_ceiling
-
-
-def _fit_side(
-    coll0: np.ndarray, lev: np.ndarray, target_usd: float, tiers: MarginTiers
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    """Scale one side's collaterals by one factor ``s`` so capped notionals sum to ``target_usd``.
-
-    Total notional ``T(s) = sum_i min(s c_i L_i, N_max(s c_i))`` is continuous and non-decreasing
-    in ``s`` and piecewise linear; a safeguarded Newton step on the current linear piece (bisection
-    when it leaves the bracket ``[lo, hi]``) finds ``T(s) = target`` to ``OI_RTOL``; a final common
-    rescale of collateral and notional (leverage unchanged) makes the sum exact to rounding.
-
-    Returns:
-        ``(collateral, notional, capped, s)``.
-    """
-    base = coll0 * lev
-    s = target_usd / float(base.sum())  # uncapped solution; capping only lowers T, so T(s) <= target
-    lo, hi = 0.0, math.inf
-    for _ in range(_MAX_SOLVER_ITERATIONS):
-        coll = s * coll0
-        n_max, at_ceiling = max_notional_for_collateral(coll, tiers)
-        want = lev * coll  # same operation order as max_leverage * coll, so L == max exactly is not 'capped'
-        capped = want > n_max
-        notional = np.where(capped, n_max, want)
-        total = float(notional.sum())
-        if abs(total / target_usd - 1.0) <= OI_RTOL:
-            break
-        if total < target_usd:
-            lo = s
-        else:
-            hi = s
-        fixed = capped & at_ceiling
-        fixed_sum = float(notional[fixed].sum())
-        slope = (total - fixed_sum) / s
-        s_new = (target_usd - fixed_sum) / slope if slope > 0 else math.nan
-        if not lo < s_new < hi:
-            s_new = 0.5 * (lo + hi) if math.isfinite(hi) else 2.0 * s
-        if s_new == s:
-            break
-        s = s_new
-    else:  # pragma: no cover - the piecewise-linear Newton converges in a handful of steps
-        raise RuntimeError(
-            f"synthesizer: scaling to open interest did not converge (T/OI - 1 = {total / target_usd - 1:.3e})"
-        )
-    if abs(total / target_usd - 1.0) > 1e-9:  # pragma: no cover
-        raise RuntimeError(
-            f"synthesizer: scaling to open interest stalled (T/OI - 1 = {total / target_usd - 1:.3e})"
-        )
-    f = target_usd / total
-    return coll * f, notional * f, capped, s * f
-
-
-def _validate_history(entry_history: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _equilibrium_path(bars: tuple[np.ndarray, np.ndarray], hist_prices: np.ndarray | None,
+                      start_price: float) -> tuple[np.ndarray, np.ndarray]:
+    if hist_prices is None:
+        raise DeleverInputError("book.synthesize: equilibrium bars need entry prices from a history (entry.source = "
+                                "'history')")
     try:
-        prices, weights = entry_history
+        low, high = (np.asarray(a, dtype=np.float64) for a in bars)
     except (TypeError, ValueError):
-        raise DeleverInputError("entry_history: expected a (prices, weights) pair of arrays") from None
-    prices = np.asarray(prices, dtype=np.float64)
-    weights = np.asarray(weights, dtype=np.float64)
-    if prices.ndim != 1 or prices.size == 0 or weights.shape != prices.shape:
-        raise DeleverInputError(
-            f"entry_history: prices and weights must be equal-length non-empty 1-D arrays, got shapes "
-            f"{prices.shape} and {weights.shape}"
-        )
-    bad = ~(np.isfinite(prices) & (prices > 0))
+        raise DeleverInputError("equilibrium_bars: expected a (low, high) pair of arrays") from None
+    if low.shape != hist_prices.shape or high.shape != hist_prices.shape:
+        raise DeleverInputError(f"equilibrium_bars: low and high must have the entry history's shape "
+                                f"{hist_prices.shape}, got {low.shape} and {high.shape}")
+    bad = ~(np.isfinite(low) & np.isfinite(high) & (low > 0) & (low <= high))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise DeleverInputError(
-            f"entry_history: price {i + 1} is {float(prices[i])!r}, expected a finite price > 0"
-        )
-    bad = ~(np.isfinite(weights) & (weights >= 0))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DeleverInputError(
-            f"entry_history: weight {i + 1} is {float(weights[i])!r}, expected a finite weight >= 0"
-        )
-    if weights.sum() <= 0:
-        raise DeleverInputError("entry_history: weights sum to 0 (expected bar volumes or uniform weights)")
-    return prices, weights
-
-
-# --------------------------------------------------------------------------- main
-
-def _draw_surviving_entries(idx, collateral, mm, qty, sgn, start_price, hist_prices, hist_p, sigma, rng):
-    """Entry prices drawn from the entry distribution conditioned on the position surviving at start.
-
-    A position survives when ``collateral + side*qty*(start - entry) > mm``, i.e. a long's entry is
-    below ``start + (collateral - mm)/qty`` and a short's above ``start - (collateral - mm)/qty``.
-    History: the history's prices inside that bound, with their weights. Lognormal: the truncated
-    lognormal by inverse CDF (scipy.special). Returns ``(entries, ok)``; ``ok`` is False where no
-    entry can survive (no history price inside the bound).
-    """
-    from scipy.special import ndtr, ndtri
-
-    bound = start_price + sgn[idx] * (collateral[idx] - mm[idx]) / qty[idx]
-    # Strictly inside the bound: shrink by a relative 1e-12 so rounding cannot land on it.
-    bound = bound - sgn[idx] * np.abs(bound) * 1e-12
-    longs = sgn[idx] > 0
-    out = np.empty(idx.size)
-    ok = np.ones(idx.size, dtype=bool)
-    if hist_prices is not None:
-        order = np.argsort(hist_prices)
-        sp, cw = hist_prices[order], np.cumsum(hist_p[order])
-        cw_lo = np.concatenate(([0.0], cw))
-        # longs: prices < bound; shorts: prices > bound
-        k = np.searchsorted(sp, bound, side="left")
-        k_hi = np.searchsorted(sp, bound, side="right")
-        lo_mass = np.where(longs, 0.0, cw_lo[k_hi])
-        hi_mass = np.where(longs, cw_lo[k], cw_lo[-1])
-        ok = hi_mass - lo_mass > 0
-        u = lo_mass + rng.random(idx.size) * (hi_mass - lo_mass)
-        pick = np.clip(np.searchsorted(cw, u, side="right"), 0, sp.size - 1)
-        out = sp[pick]
-        return out, ok & (np.where(longs, out < bound, out > bound))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.log(np.maximum(bound, 0.0) / start_price) / sigma
-    p_bound = ndtr(z)
-    u = rng.random(idx.size)
-    p = np.where(longs, u * p_bound, p_bound + u * (1.0 - p_bound))
-    out = start_price * np.exp(sigma * ndtri(np.clip(p, 1e-300, 1 - 1e-16)))
-    ok = np.where(longs, bound > 0, True) & np.where(longs, out < bound, out > bound)
-    return out, ok
+        raise DeleverInputError(f"equilibrium_bars: bar {i + 1}: low {low[i]!r}, high {high[i]!r}; expected "
+                                "0 < low <= high")
+    return path_suffix_extremes(low, high, start_price)
 
 
 def synthesize_book(
@@ -246,6 +96,7 @@ def synthesize_book(
     tiers: MarginTiers,
     rng: np.random.Generator,
     entry_history: tuple[np.ndarray, np.ndarray] | None = None,
+    equilibrium_bars: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[PositionBook, SynthesisReport]:
     """Build a position book whose aggregates match the scenario's synthesis parameters.
 
@@ -268,7 +119,7 @@ def synthesize_book(
        side's notional equals OI. A leverage above the bracket max at the position's notional
        (``tiers.max_leverage_for``) cannot be opened on the venue, so such a position gets the
        largest leverage the brackets allow for its collateral (counted in ``leverage_capped``);
-       scaling and capping are solved jointly (a fixed point, see ``_fit_side``). Leverage is
+       scaling and capping are solved jointly (a fixed point, see ``synthesis_core.fit_side_to_open_interest``). Leverage is
        measured as notional at ``start_price`` / collateral.
     6. **Entry prices** (``entry``): lognormal with median ``start_price`` and log-std ``sigma``
        (0.03), or drawn (with replacement, probability proportional to weight) from
@@ -292,6 +143,12 @@ def synthesize_book(
         rng: Random generator (seeded from the scenario seed by the caller).
         entry_history: Required when ``params.entry.source == "history"`` and only then:
             (prices float64 ``(H,)`` USD > 0, weights float64 ``(H,)`` >= 0 with positive sum).
+        equilibrium_bars: Optional, history entries only, off by default: (low, high) float64 ``(H,)`` of the
+            bars ``entry_history`` came from, in time order. Then step 7 checks the whole path: a position drawn
+            from bar ``b`` is dead when ``collateral + side*qty*(worst - entry) <= MM(qty*worst)`` at ``worst`` =
+            the lowest low (long) / highest high (short) of bars ``b+1 .. H-1`` and the start price, so a replay
+            has no start-up liquidation spike (docs/synthesizer.md, "Equilibrium at the start"). Survivors of
+            ``MAX_ENTRY_ATTEMPTS`` rounds are drawn from the surviving bars directly.
 
     Returns:
         ``(book, report)``: a validated :class:`PositionBook` of ``params.positions`` rows
@@ -317,7 +174,7 @@ def synthesize_book(
             raise DeleverInputError(
                 "book.synthesize.entry: source is 'history' but no price history was given (entry_history)"
             )
-        hist_prices, hist_weights = _validate_history(entry_history)
+        hist_prices, hist_weights = validate_history(entry_history)
         hist_p = hist_weights / hist_weights.sum()
     else:
         if entry_history is not None:
@@ -328,21 +185,17 @@ def synthesize_book(
 
     n = params.positions
     r = params.long_short_ratio
-    n_long = min(max(int(math.floor(n * r / (1.0 + r) + 0.5)), 1), n - 1)
+    n_long = long_account_count(n, r)
     n_short = n - n_long
 
     # 1. sides, sizes, leverage, margin mode (fixed draw order)
     side = np.full(n, SHORT, dtype=np.int8)
     side[:n_long] = LONG
     side = rng.permutation(side)
-    coll0 = _draw_collateral(n, params.account_size, rng)
+    sizes = params.account_size
+    coll0 = draw_collateral(n, sizes.kind, sizes.median_usd, sizes.sigma, sizes.pareto_alpha, rng)
     lev_values = np.asarray(params.leverage.leverage, dtype=np.float64)
-    lev_w = np.asarray(params.leverage.weight, dtype=np.float64)
-    if params.leverage.basis == "notional":
-        # Weights are shares of open interest; collateral is independent of leverage, so an account at
-        # leverage L carries L times the expected notional: account probability ~ weight / L.
-        lev_w = lev_w / lev_values
-    lev_p = lev_w / lev_w.sum()
+    lev_p = leverage_probabilities(lev_values, params.leverage.weight, params.leverage.basis)
     lev = lev_values[rng.choice(lev_values.size, size=n, p=lev_p)]
     n_cross = int(math.floor(params.cross_share * n + 0.5))
     cross = np.zeros(n, dtype=bool)
@@ -356,7 +209,7 @@ def synthesize_book(
     scale: dict[str, float] = {}
     for name, s_val in (("long", LONG), ("short", SHORT)):
         m = side == s_val
-        c, nt, cp, f = _fit_side(coll0[m], lev[m], oi, tiers)
+        c, nt, cp, f = fit_side_to_open_interest(coll0[m], lev[m], oi, tiers)
         collateral[m], notional[m], capped[m] = c, nt, cp
         scale[name] = f
     qty = notional / start_price
@@ -376,16 +229,26 @@ def synthesize_book(
         )
 
     # 3. entry prices with survivorship redraws (exact conditional draws after MAX_ENTRY_ATTEMPTS)
-    def draw(size: int) -> np.ndarray:
+    path = None if equilibrium_bars is None else _equilibrium_path(equilibrium_bars, hist_prices, start_price)
+    bar = np.zeros(n, dtype=np.int64)
+
+    def draw(size: int) -> tuple[np.ndarray, np.ndarray | None]:
         if hist_prices is not None:
-            return hist_prices[rng.choice(hist_prices.size, size=size, p=hist_p)]
-        return start_price * np.exp(entry_cfg.sigma * rng.standard_normal(size))
+            k = rng.choice(hist_prices.size, size=size, p=hist_p)
+            return hist_prices[k], k
+        return start_price * np.exp(entry_cfg.sigma * rng.standard_normal(size)), None
 
-    def dead(idx: np.ndarray | slice, e: np.ndarray) -> np.ndarray:
-        return collateral[idx] + sgn[idx] * qty[idx] * (start_price - e) <= mm[idx]
+    def dead(idx: np.ndarray | slice, e: np.ndarray, b: np.ndarray | None) -> np.ndarray:
+        if path is None:
+            return collateral[idx] + sgn[idx] * qty[idx] * (start_price - e) <= mm[idx]
+        # entered in bar b: exposed to bars b+1 .. H-1 and the start, each at its adverse extreme
+        worst = np.where(sgn[idx] > 0, path[0][b + 1], path[1][b + 1])
+        return collateral[idx] + sgn[idx] * qty[idx] * (worst - e) <= tiers.maintenance_margin(qty[idx] * worst)
 
-    entry = draw(n)
-    bad = dead(slice(None), entry)
+    entry, b0 = draw(n)
+    if path is not None:
+        bar[:] = b0
+    bad = dead(slice(None), entry, b0)
     redrawn = bad.copy()
     draws = 0
     attempts = 0
@@ -394,8 +257,14 @@ def synthesize_book(
         if attempts >= MAX_ENTRY_ATTEMPTS:
             # Rejection sampling converges to the entry distribution conditioned on survival; for the
             # rare positions it has not placed yet, draw from that conditional distribution directly.
-            e, ok = _draw_surviving_entries(idx, collateral, mm, qty, sgn, start_price, hist_prices, hist_p,
-                                            entry_cfg.sigma, rng)
+            if path is None:
+                e, ok = draw_surviving_entries(idx, collateral, mm, qty, sgn, start_price, hist_prices, hist_p,
+                                                entry_cfg.sigma, rng)
+            else:
+                b, ok = draw_surviving_bars(collateral[idx], qty[idx], sgn[idx], hist_prices, hist_p, path[0],
+                                            path[1], tiers, rng)
+                e = hist_prices[b]
+                bar[idx[ok]] = b[ok]
             entry[idx[ok]] = e[ok]
             bad[idx[ok]] = False
             draws += int(ok.sum())
@@ -415,9 +284,11 @@ def synthesize_book(
                 "on the losing side for the leverage mix; lower the leverage mix, narrow entry.sigma, or use a "
                 "history ending nearer the start price"
             )
-        e = draw(idx.size)
+        e, b = draw(idx.size)
         entry[idx] = e
-        bad[idx] = dead(idx, e)
+        if path is not None:
+            bar[idx] = b
+        bad[idx] = dead(idx, e, b)
         draws += idx.size
         attempts += 1
 
@@ -466,6 +337,10 @@ def synthesize_book(
         if hist_prices is None
         else [float(hist_prices.min()), float(hist_prices.max())],
         "survivorship": "entry redrawn while collateral + side*qty*(start-entry) <= maintenance margin",
+        **({} if path is None else {
+            "equilibrium": "history: also at every bar's adverse extreme from the bar after entry to the start",
+            "equilibrium_bars": int(path[0].size - 1),
+        }),
         "max_entry_attempts": MAX_ENTRY_ATTEMPTS,
         "entry_redraw_draws": draws,
         "entry_redraw_rounds": attempts,
@@ -482,5 +357,6 @@ def synthesize_book(
         leverage_capped=int(capped.sum()),
         redraws=int(redrawn.sum()),
         assumptions=assumptions,
+        entry_bar=None if path is None else bar,
     )
     return book, report

@@ -12,19 +12,24 @@ does.
 estimate is compared with what the klines observe: per minute, the estimated long-liquidation
 volume (base units, all forced long closes; and the part sent to the market as orders) against the
 taker-sell volume (``volume - taker_buy_volume``) and against the 1-minute price drop (close to
-close, and previous close to the bar's low). Reported: Pearson and Spearman correlation, the best
-lag in -3..+3 minutes, how many of the 5 heaviest taker-sell minutes carry an estimated liquidation,
-the peak minutes, and a physical bound: forced long closes sent to the market are taker sells, so
-per minute they cannot exceed the observed taker-sell volume. The first ``WARMUP_MINUTES`` (10) are
-left out of these statistics (the synthesized book's start-up transient), the all-minute figures are
-given beside them. In replay mode the per-minute shape
-hardly depends on the open-interest assumption (it scales every minute alike); the level does.
+close, and previous close to the bar's low). The primary statistic is the Pearson (and Spearman)
+correlation at lag 0 of the estimate with the taker-sell volume, minute by minute (``scipy.stats``);
+beside it: the same at lag 0 against the price drops, how many of the 5 heaviest taker-sell minutes
+carry an estimated liquidation, the peak minutes, and a physical bound: forced long closes sent to
+the market are taker sells, so per minute they cannot exceed the observed taker-sell volume. A scan
+of lags -3..+3 minutes is a secondary diagnostic only: its best lag is chosen after seeing the data,
+so it is never the headline. The first ``WARMUP_MINUTES`` (10) are left out of these statistics (the
+synthesized book's start-up transient), the all-minute figures are given beside them. In replay mode
+the per-minute shape hardly depends on the open-interest assumption (it scales every minute alike);
+the level does. :func:`validate_window` runs the same procedure on any 1-minute kline window a user
+brings (``delever validate --window FILE --instrument SYMBOL``), with the book assumptions as options.
 
 **b. Hyperliquid 2025-10-10** (``hyperliquid-2025-10-10-adl`` read by ``delever.data.hyperliquid``).
 Every coin with a real 1-minute path in ``oct10-2025-coins`` is replayed on ``hyperliquid`` rules
 (tiers from the preset; a coin without tiers is reported and skipped). A perp path is preferred to a
-spot path (Binance USD-M, else Binance COIN-M, else spot): the leveraged crowd that was liquidated
-traded perps, and perp venues fell further than spot that evening. Observed vs simulated: ADL
+spot path (Binance USD-M, else Binance COIN-M, else spot; the catalogue is
+``delever.multipath.OCT10_2025_COINS``): the leveraged crowd that was liquidated traded perps, and perp
+venues fell further than spot that evening. Observed vs simulated: ADL
 notional and fills (per coin and for the coins simulated), liquidation count and ADL-to-liquidation
 ratio (observed for all 162 coins, simulated for the coins replayed: the observed per-coin
 liquidation counts and every liquidation notional are not in the tables), delay from the first
@@ -36,7 +41,10 @@ engine offers ``venue.adl.policy``, the ADL policies are compared on the same bo
 
 **c.** :func:`validate_all` collects a. and b. (and the Aave 2021-05-19 validation when
 ``delever.lending.validate_aave`` exists) and writes ``validation.md``, ``validation.html`` and
-``validation.json``.
+``validation.json``. Every event lists, apart from its pre-declared assumptions (``assumptions``, the
+open interest and the other book figures marked [U]), each choice made after seeing the data
+(``post_hoc_choices``: choice, value, why), such as the warm-up length or the WBTC liquidation bonus
+read from the Aave events.
 
 Error conventions: ``error = simulated - observed`` in the metric's unit and ``rel_error =
 simulated / observed - 1``; a statistic comparing two series (a correlation) has a value and a band,
@@ -49,6 +57,7 @@ import html as html_mod
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -63,8 +72,9 @@ from delever.cli_options import DataDirOpt
 from delever.data.klines import format_utc_ms, parse_utc_ms
 from delever.errors import DeleverInputError
 from delever.heatmap import QUANTILES, liquidation_prices
+from delever.multipath import OCT10_2025_COINS
 from delever.replay import ReplayResult, replay
-from delever.scenario import Scenario
+from delever.scenario import Scenario, find_price_file, validate_scenario
 
 __all__ = [
     "BinanceWindow",
@@ -81,6 +91,13 @@ __all__ = [
     "validate_all",
     "write_validation",
     "validate_command",
+    "WARMUP_MINUTES",
+    "LAG_SCAN_MAX_MINUTES",
+    "MIN_WINDOW_MINUTES",
+    "WINDOW_BOOK_DEFAULTS",
+    "lag_scan",
+    "user_window",
+    "validate_window",
 ]
 
 ADL_POLICIES = ("queue", "pro_rata", "capped_pro_rata", "risk_aware_pro_rata")
@@ -102,6 +119,8 @@ class BinanceWindow:
         entry: ``book.synthesize.entry`` of the scenario.
         positions: Positions in the synthesized book.
         seed: Scenario seed.
+        instrument: Binance USD-M symbol; its margin brackets come from the ``binance-usdm`` venue rules.
+        user: True for a window a user brought (:func:`user_window`), False for the built-in ones.
     """
 
     key: str
@@ -114,6 +133,8 @@ class BinanceWindow:
     entry: dict
     positions: int
     seed: int
+    instrument: str = "BTCUSDT"
+    user: bool = False
 
 
 _WINDOWS_DIR = "binance-um-btcusdt-1m-crash-windows"
@@ -171,29 +192,17 @@ class HlCoin:
     open_interest_usd: float
 
 
-_COINS_DIR = "oct10-2025-coins"
 HL_VENUE_OPEN_INTEREST_USD = 13.8e9
 """Hyperliquid open interest before the crash, about 13.8 bn USD (reported in the news after the event,
 e.g. Catenaa and Phemex, October 2025: 'from 13.8 billion to nearly half'); the per-coin split is ours."""
 
-HL_COINS: tuple[HlCoin, ...] = (
-    HlCoin("BTC", f"{_COINS_DIR}/BTCUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 5.0e9),
-    HlCoin("ETH", f"{_COINS_DIR}/ETHUSD-gemini-spot-1m-from-trades-2025-10-10-window.csv",
-           "Gemini spot, 1m bars from trades (the only ETH path; thin)", 3.5e9),
-    HlCoin("SOL", f"{_COINS_DIR}/SOLUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 1.0e9),
-    HlCoin("XRP", f"{_COINS_DIR}/XRPUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 4.0e8),
-    HlCoin("DOGE", f"{_COINS_DIR}/DOGEUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 2.5e8),
-    HlCoin("ENA", f"{_COINS_DIR}/ENA-USD-coinbase-spot-1m-from-trades-2025-10-10-window.csv",
-           "Coinbase spot, 1m bars from trades (the only ENA path)", 1.5e8),
-    HlCoin("AVAX", f"{_COINS_DIR}/AVAXUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 1.2e8),
-    HlCoin("LINK", f"{_COINS_DIR}/LINKUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 1.0e8),
-    HlCoin("ADA", f"{_COINS_DIR}/ADAUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 8.0e7),
-    HlCoin("AAVE", f"{_COINS_DIR}/AAVEUSD_PERP-binance-coinm-perp-1m-from-trades-2025-10-10-window.csv",
-           "Binance COIN-M perp, 1m bars from trades", 8.0e7),
-    HlCoin("LTC", f"{_COINS_DIR}/LTCUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 6.0e7),
-    HlCoin("WLD", f"{_COINS_DIR}/WLDUSD_PERP-binance-coinm-perp-1m-from-trades-2025-10-10-window.csv",
-           "Binance COIN-M perp, 1m bars from trades", 6.0e7),
-    HlCoin("TRX", f"{_COINS_DIR}/TRXUSDT-1m-2025-10-10-window.csv", "Binance USD-M perp klines", 2.0e7),
+_HL_OPEN_INTEREST_USD: dict[str, float] = {
+    "BTC": 5.0e9, "ETH": 3.5e9, "SOL": 1.0e9, "XRP": 4.0e8, "DOGE": 2.5e8, "ENA": 1.5e8, "AVAX": 1.2e8,
+    "LINK": 1.0e8, "ADA": 8.0e7, "AAVE": 8.0e7, "LTC": 6.0e7, "WLD": 6.0e7, "TRX": 2.0e7,
+}
+_PATH_OF = {c.coin: c for c in OCT10_2025_COINS}
+HL_COINS: tuple[HlCoin, ...] = tuple(
+    HlCoin(coin, _PATH_OF[coin].file, _PATH_OF[coin].source, oi) for coin, oi in _HL_OPEN_INTEREST_USD.items()
 )
 """Open interest per coin: assumption [U]. The venue total (``HL_VENUE_OPEN_INTEREST_USD``) is split by the
 usual ranking of Hyperliquid markets (BTC > ETH > SOL > XRP > large alts); these 13 coins get 10.8 bn of
@@ -235,12 +244,52 @@ ADL_DIR = "hyperliquid-2025-10-10-adl"
 
 WARMUP_MINUTES = 10
 """Minutes at the start of each Binance window left out of the statistics (the synthesized book's start-up
-transient; the all-minute figures are reported too)."""
+transient; the all-minute figures are reported too). Chosen after the start-up spike was seen in the
+2025-10-10 window: a post-hoc choice, listed in every window's ``post_hoc_choices``."""
+
+LAG_SCAN_MAX_MINUTES = 3
+"""The secondary lag scan covers -3..+3 minutes (never the primary statistic, which is lag 0)."""
+
+MIN_WINDOW_MINUTES = WARMUP_MINUTES + 30
+"""Shortest window the procedure accepts: 30 minutes after the warm-up, because a Pearson r on fewer pairs has
+a 95 % interval wider than about +-0.36 around 0 (Fisher z: 1.96 / sqrt(30 - 3))."""
+
+WINDOW_BOOK_DEFAULTS: dict[str, float | int] = {
+    "open_interest_usd": 1.0e9,
+    "long_short_ratio": 1.0,
+    "insurance_fund_fraction_of_oi": 0.05,
+    "depth_fraction_of_oi_at_1pct": 0.02,
+    "entry_sigma": 0.05,
+    "positions": 50_000,
+    "seed": 1,
+}
+"""Book assumptions of a user's window (:func:`user_window`, ``delever validate --window``) when not given [U]:
+
+* ``open_interest_usd`` 1 bn USD, an order of magnitude only (the built-in BTCUSDT windows assume 0.5, 3 and
+  10 bn); in replay mode it scales every minute alike, so the lag-0 correlations hardly depend on it, the
+  level and the taker-sell bound do;
+* ``long_short_ratio`` 1.0 (no crowding assumed);
+* insurance fund ``insurance_fund_fraction_of_oi`` x open interest (5 %; the built-in windows assume 4-10 %;
+  in replay mode only ADL depends on it);
+* depth: square-root impact with ``depth_fraction_of_oi_at_1pct`` x open interest within 1 % (2 %, as the
+  2021-05-19 window; in replay mode only fills vs takeovers depend on it);
+* entry prices lognormal around the window's first price, log-std ``entry_sigma`` (0.05, as the 2020 and
+  2021 windows); ``positions`` 50,000 and ``seed`` 1.
+"""
 
 
 # =========================================================================== statistics
 def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None]:
-    """Pearson and Spearman correlation over the finite pairs; None when fewer than 3 or a series is constant."""
+    """Pearson and Spearman correlation at lag 0 (``x[t]`` with ``y[t]``), ``scipy.stats.pearsonr`` / ``spearmanr``.
+
+    Args:
+        x: float64 (T,) series.
+        y: float64 (T,) series, same length.
+
+    Returns:
+        ``(pearson_r, spearman_rho)`` over the pairs where both are finite; ``(None, None)`` when fewer than 3
+        pairs remain or a series is constant there.
+    """
     from scipy.stats import pearsonr, spearmanr
 
     x = np.asarray(x, dtype=np.float64)
@@ -252,19 +301,30 @@ def correlations(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | No
     return float(pearsonr(x, y).statistic), float(spearmanr(x, y).statistic)
 
 
-def best_lag(est: np.ndarray, obs: np.ndarray, max_lag: int = 3) -> tuple[int | None, float | None]:
-    """Lag ``k`` in ``-max_lag..max_lag`` (minutes) maximizing Pearson r of ``est[t + k]`` with ``obs[t]``.
+def lag_scan(est: np.ndarray, obs: np.ndarray, max_lag: int = LAG_SCAN_MAX_MINUTES) -> list[tuple[int, float | None]]:
+    """Pearson r of ``est[t + k]`` with ``obs[t]`` for every lag ``k`` in ``-max_lag..max_lag`` (minutes).
 
-    A positive lag means the estimate comes *after* the observation.
+    A positive lag means the estimate comes *after* the observation. A diagnostic: picking the best of these
+    lags is a choice made after seeing the data, so the primary statistic is lag 0 (:func:`correlations`).
+
+    Returns:
+        ``[(k, r or None), ...]`` in increasing ``k``.
+    """
+    n = min(est.size, obs.size)
+    out: list[tuple[int, float | None]] = []
+    for k in range(-max_lag, max_lag + 1):
+        a, b = (est[k:n], obs[:n - k]) if k >= 0 else (est[:n + k], obs[-k:n])
+        out.append((k, correlations(a, b)[0]))
+    return out
+
+
+def best_lag(est: np.ndarray, obs: np.ndarray, max_lag: int = LAG_SCAN_MAX_MINUTES) -> tuple[int | None, float | None]:
+    """The lag of :func:`lag_scan` with the largest Pearson r (the first on ties); ``(None, None)`` if none is defined.
+
+    Chosen after seeing the data: report it only as a diagnostic beside the lag-0 correlation.
     """
     best: tuple[int | None, float | None] = (None, None)
-    n = min(est.size, obs.size)
-    for k in range(-max_lag, max_lag + 1):
-        if k >= 0:
-            a, b = est[k:n], obs[:n - k]
-        else:
-            a, b = est[:n + k], obs[-k:n]
-        r, _ = correlations(a, b)
+    for k, r in lag_scan(est, obs, max_lag):
         if r is not None and (best[1] is None or r > best[1]):
             best = (k, r)
     return best
@@ -302,19 +362,19 @@ def _utc(ms: float | None) -> str | None:
 
 # =========================================================================== a. Binance windows
 def _binance_scenario(w: BinanceWindow, quick: bool) -> Scenario:
-    return Scenario.model_validate({
-        "name": f"validate-binance-btcusdt-{w.key}",
-        "description": f"Binance BTCUSDT {w.key} crash window, replay of a synthesized book",
+    return validate_scenario({
+        "name": f"validate-binance-{w.instrument.lower()}-{w.key}",
+        "description": f"Binance {w.instrument} {w.key} window, replay of a synthesized book",
         "seed": w.seed,
         "venue": {"preset": "binance-usdm"},
-        "market": {"instrument": "BTCUSDT", "depth": w.depth},
+        "market": {"instrument": w.instrument, "depth": w.depth},
         "book": {"source": "synthesize", "synthesize": {
             "open_interest_usd": w.open_interest_usd, "long_short_ratio": w.long_short_ratio,
             "positions": max(2000, w.positions // 10) if quick else w.positions, "cross_share": 0.5,
             "entry": w.entry}},
         "price_driver": {"kind": "historical", "mode": "replay", "path": w.file, "intrabar": "ohlc"},
         "insurance_fund": {"initial_usd": w.insurance_fund_usd},
-    })
+    }, f"validate window {w.key}")
 
 
 def _drops(res: ReplayResult) -> tuple[np.ndarray, np.ndarray]:
@@ -326,11 +386,14 @@ def _drops(res: ReplayResult) -> tuple[np.ndarray, np.ndarray]:
 
 def _window_stats(est: np.ndarray, est_mkt: np.ndarray, sell: np.ndarray, drop: np.ndarray,
                   wick: np.ndarray) -> dict[str, float | int | None]:
+    """Every statistic of one window (one book): lag-0 correlations, the lag scan, hits, the taker-sell bound."""
     out: dict[str, float | int | None] = {}
     out["pearson_sell"], out["spearman_sell"] = correlations(est, sell)
     out["pearson_market_sell"], out["spearman_market_sell"] = correlations(est_mkt, sell)
     out["pearson_drop"], out["spearman_drop"] = correlations(est, drop)
     out["pearson_wick"], out["spearman_wick"] = correlations(est, wick)
+    for lag, r in lag_scan(est, sell):
+        out[f"lag_r_{lag:+d}"] = r
     out["lag_min"], out["lag_r"] = best_lag(est, sell)
     top = np.argsort(-np.nan_to_num(sell, nan=-1.0), kind="stable")[:5]
     out["top5_sell_hit"] = int((est[top] > 0).sum())
@@ -344,18 +407,76 @@ def _window_stats(est: np.ndarray, est_mkt: np.ndarray, sell: np.ndarray, drop: 
     return out
 
 
+def _choice(choice: str, value: object, why: str) -> dict[str, object]:
+    """One entry of ``post_hoc_choices``: a choice made after seeing data, its value, and why."""
+    return {"choice": choice, "value": value, "why": why}
+
+
+def _binance_post_hoc(w: BinanceWindow, window_utc: list[str], st: dict[str, Any]) -> list[dict[str, object]]:
+    """The choices of the Binance-window procedure made after seeing data (for the built-in or a user's window)."""
+    builtin = not w.user
+    lag, lag_r, r0 = st["lag_min"], st["lag_r"], st["pearson_sell"]
+    lag_txt = "undefined (a constant series)" if lag is None else (
+        f"{lag:+d} min, Pearson r {lag_r:.3f} (lag 0, the primary statistic: {_fmt(r0)})")
+    return [
+        _choice("warm-up left out of the statistics (WARMUP_MINUTES)", f"{WARMUP_MINUTES} minutes",
+                "chosen after the synthesized book's start-up spike was seen in the built-in 2025-10-10 window (a book "
+                "drawn at the window's first price holds its most levered survivors at the edge), then applied to "
+                "every window" + ("" if builtin else ", this one included (it was not set on this window)")
+                + "; the all-minute figures are reported beside the statistics"),
+        _choice("best lag of the estimate vs taker sells (lag scan, secondary diagnostic only)", lag_txt,
+                f"the lag in -{LAG_SCAN_MAX_MINUTES}..+{LAG_SCAN_MAX_MINUTES} min that maximizes r on this window's "
+                "own data: lag chosen after seeing the data, so it is shown as a diagnostic and never as the "
+                "headline"),
+        _choice("window bounds", f"{window_utc[0]} to {window_utc[1]} ({w.file})",
+                ("the windows were picked because a crash happened in them (selection on the outcome); whether "
+                 "their bounds were cut after looking at the taker-sell volume is not recorded: unsure, so listed"
+                 if builtin else "the user's file; whether its bounds were chosen after looking at the data is not "
+                 "known here: unsure, so listed")),
+        _choice("reading thresholds of r and the top-5 counts", "strong >= 0.6, moderate >= 0.3, weak >= 0.1; the "
+                "5 heaviest taker-sell minutes and 5 deepest drops",
+                "unsure whether set before or after the windows were seen (not documented); they label and count, "
+                "they change no correlation"),
+    ]
+
+
+def _read_r(v: float | None) -> str:
+    if v is None:
+        return "undefined (a constant series)"
+    return "strong" if v >= 0.6 else "moderate" if v >= 0.3 else "weak" if v >= 0.1 else "none or negative"
+
+
 def validate_binance_window(w: BinanceWindow, data_dir: Path, quick: bool = False, ensemble: int = 20,
                             workers: int = 1) -> dict[str, object]:
     """Replay one Binance window and compare the per-minute estimate with taker sells and price drops.
 
+    Args:
+        w: The window and its book assumptions (a built-in one of :data:`BINANCE_WINDOWS` or
+            :func:`user_window`).
+        data_dir: Data directory (``w.file`` is absolute or relative to it).
+        quick: Books 10x smaller (at least 2,000 positions).
+        ensemble: Perturbed books for the 5/50/95 % bands (0: none).
+        workers: Processes for the ensemble members.
+
     Returns:
-        The event dict (``event``, ``title``, ``assumptions``, ``metrics``, ``agreement``, ``series``,
-        ``notes``).
+        The event dict: ``event``, ``title``, ``primary`` (Pearson and Spearman at lag 0 of the estimate
+        vs the taker-sell volume), ``agreement`` (the other statistics, lag 0), ``diagnostics`` (the lag
+        scan, lag chosen after seeing the data), ``metrics``, ``post_hoc_choices``, ``assumptions``,
+        ``series``, ``notes``.
+
+    Raises:
+        DeleverInputError: the file is missing or not kline bars, the bars are not 1 minute, fewer than
+            :data:`MIN_WINDOW_MINUTES` minutes, or the venue has no margin brackets for ``w.instrument``.
     """
     sc = _binance_scenario(w, quick)
     res = replay(sc, data_dir, ensemble=ensemble, workers=workers)
+    if res.bars.interval_ms != 60_000:
+        raise DeleverInputError(f"{w.file}: expected 1-minute bars, got {res.bars.interval_ms / 60_000:g}-minute bars")
     k = WARMUP_MINUTES
     sell_all = _col(res, "taker_sell_volume")
+    if sell_all.size < MIN_WINDOW_MINUTES:
+        raise DeleverInputError(f"{w.file}: window of {sell_all.size} minutes, expected at least {MIN_WINDOW_MINUTES} "
+                                f"({WARMUP_MINUTES} warm-up + 30 for the statistics)")
     drop_all, wick_all = _drops(res)
     est_all, mkt_all = _col(res, "long_liq_qty"), _col(res, "long_market_qty")
     sell, drop, wick, est, est_mkt = sell_all[k:], drop_all[k:], wick_all[k:], est_all[k:], mkt_all[k:]
@@ -374,31 +495,24 @@ def validate_binance_window(w: BinanceWindow, data_dir: Path, quick: bool = Fals
     peak_wick = int(np.nanargmax(wick))
     peak_est = int(np.argmax(est)) if est.max() > 0 else None
     r = st
-
-    def read_r(v: float | None) -> str:
-        if v is None:
-            return "undefined (a constant series)"
-        return ("strong" if v >= 0.6 else "moderate" if v >= 0.3 else "weak" if v >= 0.1 else "none or negative")
-
+    primary = [
+        _stat("Pearson r at lag 0, estimated long-liquidation volume vs taker-sell volume (per minute)",
+              r["pearson_sell"], _read_r(r["pearson_sell"]), band("pearson_sell")),
+        _stat("Spearman rho at lag 0, estimated long-liquidation volume vs taker-sell volume (per minute)",
+              r["spearman_sell"], _read_r(r["spearman_sell"]) + "; many minutes have no estimated liquidation "
+              "(ties at 0)", band("spearman_sell")),
+    ]
     agreement = [
-        _stat("Pearson r, estimated long-liquidation volume vs taker-sell volume (per minute)", r["pearson_sell"],
-              read_r(r["pearson_sell"]), band("pearson_sell")),
-        _stat("Spearman rho, estimated long-liquidation volume vs taker-sell volume", r["spearman_sell"],
-              read_r(r["spearman_sell"]) + "; many minutes have no estimated liquidation (ties at 0)",
-              band("spearman_sell")),
-        _stat("Pearson r, estimated forced sells sent to the market vs taker-sell volume",
-              r["pearson_market_sell"], read_r(r["pearson_market_sell"]), band("pearson_market_sell")),
-        _stat("Pearson r, estimate vs 1-minute price drop (close to close)", r["pearson_drop"],
-              read_r(r["pearson_drop"]), band("pearson_drop")),
-        _stat("Spearman rho, estimate vs 1-minute price drop (close to close)", r["spearman_drop"],
-              read_r(r["spearman_drop"]), band("spearman_drop")),
-        _stat("Pearson r, estimate vs intrabar drop (previous close to low)", r["pearson_wick"],
-              read_r(r["pearson_wick"]), band("pearson_wick")),
-        _stat("Spearman rho, estimate vs intrabar drop (previous close to low)", r["spearman_wick"],
-              read_r(r["spearman_wick"]), band("spearman_wick")),
-        _stat("best lag of the estimate vs taker sells, minutes (-3..3; + = estimate later)", r["lag_min"],
-              f"Pearson r {r['lag_r']:.3f} at that lag" if r["lag_r"] is not None else "undefined",
-              band("lag_min")),
+        _stat("Pearson r at lag 0, estimated forced sells sent to the market vs taker-sell volume",
+              r["pearson_market_sell"], _read_r(r["pearson_market_sell"]), band("pearson_market_sell")),
+        _stat("Pearson r at lag 0, estimate vs 1-minute price drop (close to close)", r["pearson_drop"],
+              _read_r(r["pearson_drop"]), band("pearson_drop")),
+        _stat("Spearman rho at lag 0, estimate vs 1-minute price drop (close to close)", r["spearman_drop"],
+              _read_r(r["spearman_drop"]), band("spearman_drop")),
+        _stat("Pearson r at lag 0, estimate vs intrabar drop (previous close to low)", r["pearson_wick"],
+              _read_r(r["pearson_wick"]), band("pearson_wick")),
+        _stat("Spearman rho at lag 0, estimate vs intrabar drop (previous close to low)", r["spearman_wick"],
+              _read_r(r["spearman_wick"]), band("spearman_wick")),
         _stat("of the 5 heaviest taker-sell minutes, minutes with an estimated liquidation", r["top5_sell_hit"],
               "5/5 = the estimate rises in every selling spike", band("top5_sell_hit")),
         _stat("of the 5 deepest intrabar drops, minutes with an estimated liquidation", r["top5_drop_hit"],
@@ -406,10 +520,21 @@ def validate_binance_window(w: BinanceWindow, data_dir: Path, quick: bool = Fals
               "reach below the window's earlier low liquidate nothing", band("top5_drop_hit")),
         _stat("minutes with any estimated liquidation", r["active_minutes"], f"of {est.size}",
               band("active_minutes")),
-        _stat("Pearson r, estimate vs taker-sell volume, all minutes including the warm-up", st_all["pearson_sell"],
-              read_r(st_all["pearson_sell"]), _band([m["pearson_sell"] for m in mem_all]) if mem_all else None),
-        _stat("Pearson r, estimate vs intrabar drop, all minutes including the warm-up", st_all["pearson_wick"],
-              read_r(st_all["pearson_wick"]), _band([m["pearson_wick"] for m in mem_all]) if mem_all else None),
+        _stat("Pearson r at lag 0, estimate vs taker-sell volume, all minutes including the warm-up",
+              st_all["pearson_sell"], _read_r(st_all["pearson_sell"]),
+              _band([m["pearson_sell"] for m in mem_all]) if mem_all else None),
+        _stat("Pearson r at lag 0, estimate vs intrabar drop, all minutes including the warm-up",
+              st_all["pearson_wick"], _read_r(st_all["pearson_wick"]),
+              _band([m["pearson_wick"] for m in mem_all]) if mem_all else None),
+    ]
+    lags = range(-LAG_SCAN_MAX_MINUTES, LAG_SCAN_MAX_MINUTES + 1)
+    diagnostics = [
+        *[_stat(f"Pearson r at lag {lag:+d} min, estimate vs taker-sell volume (lag scan)", r[f"lag_r_{lag:+d}"],
+                "+ = estimate later", band(f"lag_r_{lag:+d}")) for lag in lags],
+        _stat(f"best lag in -{LAG_SCAN_MAX_MINUTES}..+{LAG_SCAN_MAX_MINUTES} min, estimate vs taker-sell volume "
+              "(lag chosen after seeing the data)", r["lag_min"],
+              (f"Pearson r {r['lag_r']:.3f} at that lag; a maximum over 7 lags, biased upward: not a test statistic"
+               if r["lag_r"] is not None else "undefined"), band("lag_min")),
     ]
     m = res.metrics
     metrics = [
@@ -441,11 +566,13 @@ def validate_binance_window(w: BinanceWindow, data_dir: Path, quick: bool = Fals
                           tb.get("liquidated_long_usd")))
     full_t = int(res.bars.open_time_ms[0]) + np.arange(est_all.size) * res.bars.interval_ms
     return {
-        "event": f"binance-btcusdt-{w.key}",
-        "title": f"Binance USD-M BTCUSDT, crash window {w.key}",
+        "event": f"binance-{w.instrument.lower()}-{w.key}",
+        "title": f"Binance USD-M {w.instrument}, {'window (user file)' if w.user else 'crash window'} {w.key}",
         "kind": "binance_window",
         "window_utc": res.summary["window_utc"],
+        "primary": primary,
         "assumptions": {
+            "instrument": w.instrument, "file": w.file,
             "open_interest_usd": w.open_interest_usd, "open_interest_basis": w.open_interest_basis,
             "long_short_ratio": w.long_short_ratio, "insurance_fund_usd": w.insurance_fund_usd,
             "depth": w.depth, "entry": w.entry, "positions": res.summary["positions"],
@@ -453,8 +580,10 @@ def validate_binance_window(w: BinanceWindow, data_dir: Path, quick: bool = Fals
             "cross_share": 0.5, "seed": w.seed, "ensemble_members": len(res.member_minutes),
             "warmup_minutes": k,
         },
+        "post_hoc_choices": _binance_post_hoc(w, res.summary["window_utc"], st),
         "metrics": metrics,
         "agreement": agreement,
+        "diagnostics": diagnostics,
         "series": {"time_utc": [_utc(t) for t in full_t], "close": _col(res, "close").tolist(),
                    "taker_sell_volume": sell_all.tolist(), "estimated_long_qty": est_all.tolist(),
                    "estimated_market_qty": mkt_all.tolist(), "intrabar_drop_pct": wick_all.tolist(),
@@ -465,6 +594,8 @@ def validate_binance_window(w: BinanceWindow, data_dir: Path, quick: bool = Fals
             "first price holds its most levered survivors right at the edge, so the first small moves liquidate "
             "them at once (a start-up transient, largest in the 2025 window); the warm-up length was chosen after "
             "seeing that window, and the all-minute figures are reported beside it",
+            "primary statistic: the lag-0 correlation; the lag scan is a diagnostic (its best lag is chosen after "
+            "seeing the data)",
             "the estimate is the static synthesized book's forced long closes; real taker selling also holds "
             "voluntary selling, stop orders and liquidations of positions opened during the window",
             "replay mode: the observed price already contains the impact of the real liquidations",
@@ -477,6 +608,62 @@ def validate_binance_windows(data_dir: Path, quick: bool = False, ensemble: int 
                              workers: int = 1) -> list[dict[str, object]]:
     """:func:`validate_binance_window` for every window of :data:`BINANCE_WINDOWS`."""
     return [validate_binance_window(w, data_dir, quick, ensemble, workers) for w in BINANCE_WINDOWS]
+
+
+def user_window(file: str | Path, instrument: str, data_dir: Path, *, open_interest_usd: float | None = None,
+                long_short_ratio: float | None = None, insurance_fund_usd: float | None = None,
+                depth_usd_at_1pct: float | None = None, entry_sigma: float | None = None,
+                positions: int | None = None, seed: int | None = None) -> BinanceWindow:
+    """A :class:`BinanceWindow` for a 1-minute kline file a user brings (``delever validate --window``).
+
+    Book assumptions left None take :data:`WINDOW_BOOK_DEFAULTS`; the result runs through
+    :func:`validate_binance_window` exactly as a built-in window does.
+
+    Args:
+        file: Binance Vision 1-minute kline file: absolute, relative to the working directory, or to ``data_dir``.
+        instrument: Binance USD-M symbol, e.g. ``BTCUSDT``; its margin brackets come from the ``binance-usdm``
+            venue rules.
+        data_dir: Data directory.
+        open_interest_usd: Open interest at the window's start (USD).
+        long_short_ratio: Long accounts per short account.
+        insurance_fund_usd: Insurance fund (USD); default 5 % of the open interest.
+        depth_usd_at_1pct: Square-root depth within 1 % (USD); default 2 % of the open interest.
+        entry_sigma: Log-std of the entry prices around the window's first price.
+        positions: Positions in the synthesized book (both sides).
+        seed: Scenario seed.
+
+    Raises:
+        DeleverInputError: the file does not exist, the venue has no margin brackets for ``instrument``, a
+            Binance Vision file name names another symbol, or ``open_interest_usd`` is not positive (the other
+            values are checked when the scenario is built, naming its field).
+    """
+    from delever.venues import load_venue
+
+    path = find_price_file(file, data_dir, "--window")
+    load_venue("binance-usdm").tiers_for(instrument)
+    named = re.match(r"([A-Z0-9]{2,})-\d+[smhdwM]-\d{4}-\d{2}", Path(file).name)
+    if named and named.group(1) != instrument:
+        raise DeleverInputError(f"--window {file}: the Binance Vision file name says {named.group(1)}, --instrument "
+                                f"says {instrument}")
+    d = WINDOW_BOOK_DEFAULTS
+    oi = float(d["open_interest_usd"] if open_interest_usd is None else open_interest_usd)
+    if not (math.isfinite(oi) and oi > 0):  # the default fund and depth scale with it: name it before them
+        raise DeleverInputError(f"--open-interest-usd: expected a positive number of USD, got {oi:g}")
+    return BinanceWindow(
+        key=Path(file).name.removesuffix(".gz").removesuffix(".zip").removesuffix(".csv"), file=str(path),
+        open_interest_usd=oi,
+        open_interest_basis=("assumption [U]: default of WINDOW_BOOK_DEFAULTS (an order of magnitude)"
+                             if open_interest_usd is None else "assumption [U]: given with --open-interest-usd"),
+        long_short_ratio=float(d["long_short_ratio"] if long_short_ratio is None else long_short_ratio),
+        insurance_fund_usd=(float(d["insurance_fund_fraction_of_oi"]) * oi if insurance_fund_usd is None
+                            else float(insurance_fund_usd)),
+        depth={"source": "parametric", "kind": "sqrt", "depth_usd_at_1pct": (
+            float(d["depth_fraction_of_oi_at_1pct"]) * oi if depth_usd_at_1pct is None else float(depth_usd_at_1pct))},
+        entry={"source": "lognormal", "sigma": float(d["entry_sigma"] if entry_sigma is None else entry_sigma)},
+        positions=int(d["positions"] if positions is None else positions),
+        seed=int(d["seed"] if seed is None else seed),
+        instrument=instrument, user=True,
+    )
 
 
 # =========================================================================== b. Hyperliquid 2025-10-10
@@ -624,6 +811,20 @@ def _shortfall(res: ReplayResult) -> tuple[float, float]:
         total += need
         uncovered += max(0.0, need - h)
     return total, uncovered
+
+
+def _hl_post_hoc(specs: tuple[HlCoin, ...]) -> list[dict[str, object]]:
+    """The choices of the Hyperliquid 2025-10-10 validation made after seeing data."""
+    return [
+        _choice("price paths of other venues in place of Hyperliquid's own",
+                {s.coin: f"{s.file} ({s.source})" for s in specs},
+                "Hyperliquid's own 1-minute paths are not in shared/data; a perp path is preferred to spot because "
+                "perp venues fell further than spot that evening, which was seen in the data; the price_gaps table "
+                "shows how far Hyperliquid's ADL fills sat from each path and what the gap does to the estimate"),
+        _choice("1 % thresholds of the price-gap reading", "path low vs HL's lowest fill: 1 %; median gap: +-1 %",
+                "unsure whether set before or after the gaps were seen (not documented); they choose the sentence "
+                "that explains a gap, they change no figure"),
+    ]
 
 
 def validate_hyperliquid_oct10(data_dir: Path, quick: bool = False, ensemble: int = 10, workers: int = 1,
@@ -799,11 +1000,11 @@ def validate_hyperliquid_oct10(data_dir: Path, quick: bool = False, ensemble: in
               "1 = same order; ties (coins with no simulated ADL) share a rank", _band(rho_members)),
         _stat("Spearman rho, coins ranked by assumed open interest vs observed ADL notional (reference)", rho_oi,
               "what the open-interest assumption alone orders; the simulation should do at least as well"),
-        _stat("Pearson r, liquidations per minute 21:15-21:27 (observed all coins vs simulated)", r_liq[0],
-              f"{n_min} minutes only"),
-        _stat("Spearman rho, liquidations per minute", r_liq[1], f"{n_min} minutes only"),
-        _stat("Pearson r, ADL fills per minute 21:15-21:27", r_adl[0], f"{n_min} minutes only"),
-        _stat("Spearman rho, ADL fills per minute", r_adl[1], f"{n_min} minutes only"),
+        _stat("Pearson r at lag 0, liquidations per minute 21:15-21:27 (observed all coins vs simulated)",
+              r_liq[0], f"{n_min} minutes only"),
+        _stat("Spearman rho at lag 0, liquidations per minute", r_liq[1], f"{n_min} minutes only"),
+        _stat("Pearson r at lag 0, ADL fills per minute 21:15-21:27", r_adl[0], f"{n_min} minutes only"),
+        _stat("Spearman rho at lag 0, ADL fills per minute", r_adl[1], f"{n_min} minutes only"),
     ]
     minutes_utc = [_utc(start_ms + k * 60_000) for k in range(n_min)]
     pol = _policy_comparison([(s, lev) for s, lev, r in runs if float(r.metrics["adl_notional_usd"]) > 0],
@@ -819,6 +1020,7 @@ def validate_hyperliquid_oct10(data_dir: Path, quick: bool = False, ensemble: in
             "paths": {s.coin: f"{s.file} ({s.source})" for s in specs},
             "book": HL_BOOK, "ensemble_members": ensemble, "quick": quick,
         },
+        "post_hoc_choices": _hl_post_hoc(specs),
         "metrics": metrics,
         "agreement": agreement,
         "coins": coins,
@@ -875,8 +1077,9 @@ def _aave_event(out: dict[str, Any], title: str) -> dict[str, object]:
                               f"hourly MAE {_fmt(err['mae'], unit)}, RMSE {_fmt(err['rmse'], unit)} {unit}"))
         for sc, sc_name in scopes.items():
             c = out["correlation"][m][sc]
-            agreement.append(_stat(f"Pearson r, hourly {name} ({sc_name})", c["pearson"], "observed vs simulated median"))
-            agreement.append(_stat(f"Spearman rho, hourly {name} ({sc_name})", c["spearman"],
+            agreement.append(_stat(f"Pearson r at lag 0, hourly {name} ({sc_name})", c["pearson"],
+                                   "observed vs simulated median"))
+            agreement.append(_stat(f"Spearman rho at lag 0, hourly {name} ({sc_name})", c["spearman"],
                                    "observed vs simulated median"))
         agreement.append(_stat(f"hours whose observed {name} lies in the simulated 5-95 % band (main pool)",
                                out["errors"][m]["all"]["hours_observed_within_p5_p95"], "of 24"))
@@ -891,6 +1094,7 @@ def _aave_event(out: dict[str, Any], title: str) -> dict[str, object]:
                           "header": ["hour", "liquidations obs", "liquidations sim", "debt repaid obs (USD)",
                                      "debt repaid sim (USD)", "sim 5-95 %"], "rows": rows}],
         "assumptions": {"ensemble_members": out["ensemble"], "seed": out["seed"], **out["assumptions"]},
+        "post_hoc_choices": list(out.get("post_hoc_choices") or []),
         "notes": list(out["notes"]),
         "details": {k: out[k] for k in ("diagnostics", "sensitivity") if k in out},
     }
@@ -919,9 +1123,41 @@ def validate_all(data_dir: Path, out_dir: Path | None = None, quick: bool = Fals
     data_dir = Path(data_dir)
     k_bin = 0 if quick else (20 if ensemble is None else ensemble)
     k_hl = 0 if quick else (10 if ensemble is None else ensemble)
+    from delever.validate_multi import validate_hyperliquid_multi
+
     events = [*validate_binance_windows(data_dir, quick, k_bin, workers),
               validate_hyperliquid_oct10(data_dir, quick, k_hl, workers),
+              validate_hyperliquid_multi(data_dir, quick, 0 if quick else 4),
               _aave(data_dir, quick)]
+    return _report(events, data_dir, out_dir, quick, t0)
+
+
+def validate_window(w: BinanceWindow, data_dir: Path, out_dir: Path | None = None, quick: bool = False, *,
+                    workers: int = 1, ensemble: int | None = None) -> dict[str, object]:
+    """The Binance-window validation of one window alone (:func:`validate_binance_window`), as a report.
+
+    Args:
+        w: The window and its book assumptions, e.g. from :func:`user_window`.
+        data_dir: Data directory.
+        out_dir: Folder for ``validation.md``, ``validation.html``, ``validation.json`` (created); None writes
+            nothing.
+        quick: Books 10x smaller and no ensemble.
+        workers: Processes for the ensemble members.
+        ensemble: Ensemble members (default 20; 0 with ``quick``).
+
+    Returns:
+        The report dict of :func:`validate_all` with the one event.
+
+    Raises:
+        DeleverInputError: see :func:`validate_binance_window`.
+    """
+    t0 = time.perf_counter()
+    k = 0 if quick else (20 if ensemble is None else ensemble)
+    return _report([validate_binance_window(w, Path(data_dir), quick, k, workers)], data_dir, out_dir, quick, t0)
+
+
+def _report(events: list[dict[str, object]], data_dir: Path, out_dir: Path | None, quick: bool,
+            t0: float) -> dict[str, object]:
     report = {"generated_utc": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "quick": quick,
               "data_dir": str(data_dir), "events": events, "wall_s": round(time.perf_counter() - t0, 3)}
     if out_dir is not None:
@@ -977,9 +1213,32 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+STAT_HEADER = ["statistic", "value", "5-95 % (ensemble)", "reading"]
+PRIMARY_TITLE = "Primary statistic: correlation at lag 0"
+DIAGNOSTICS_TITLE = "Secondary diagnostics: lag scan (lag chosen after seeing the data; never the headline)"
+POST_HOC_TITLE = "Choices made after seeing the data"
+ASSUMPTIONS_TITLE = "Assumptions (declared before the comparison)"
+
+
+def _stat_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [[str(r["statistic"]), _fmt(r["value"]), _band_txt(r.get("band")), str(r["reading"])] for r in rows]
+
+
+def _post_hoc_rows(ev: dict[str, Any]) -> list[list[str]]:
+    return [[str(c["choice"]), json.dumps(c["value"], default=str) if isinstance(c["value"], dict | list)
+             else _fmt(c["value"]), str(c["why"])] for c in ev.get("post_hoc_choices") or []]
+
+
+def _headline_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The primary (lag-0) statistic of every event that has one: the report's headline."""
+    return [[str(ev["title"]), *row] for ev in report["events"] for row in _stat_rows(ev.get("primary") or [])]
+
+
 def _event_tables(ev: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, header, rows) of every table of one event, shared by the Markdown and HTML reports."""
     out = []
+    if ev.get("primary"):
+        out.append((PRIMARY_TITLE, STAT_HEADER, _stat_rows(ev["primary"])))
     if ev.get("metrics"):
         out.append(("Observed vs simulated", ["metric", "observed", "simulated", "5-95 % (ensemble)", "error", "unit",
                                               "note"],
@@ -987,9 +1246,7 @@ def _event_tables(ev: dict[str, Any]) -> list[tuple[str, list[str], list[list[st
                       _band_txt(r.get("band"), str(r["unit"])), _err_txt(r), str(r["unit"]), str(r.get("note", ""))]
                      for r in ev["metrics"]]))
     if ev.get("agreement"):
-        out.append(("Agreement statistics", ["statistic", "value", "5-95 % (ensemble)", "reading"],
-                    [[str(r["statistic"]), _fmt(r["value"]), _band_txt(r.get("band")), str(r["reading"])]
-                     for r in ev["agreement"]]))
+        out.append(("Agreement statistics", STAT_HEADER, _stat_rows(ev["agreement"])))
     if ev.get("coins"):
         out.append(("Per coin", ["coin", "path", "assumed OI", "positions", "ADL observed", "ADL simulated",
                                  "5-95 %", "error", "ADL fills obs / sim", "liquidated (sim)", "path low",
@@ -1037,6 +1294,10 @@ def _event_tables(ev: dict[str, Any]) -> list[tuple[str, list[str], list[list[st
                       _fmt(r["bad_debt_usd"], "USD"),
                       "n/a" if r["top_account_share"] is None else f"{r['top_account_share'] * 100:.1f} %"]
                      for r in pol["rows"]]))
+    if ev.get("diagnostics"):
+        out.append((DIAGNOSTICS_TITLE, STAT_HEADER, _stat_rows(ev["diagnostics"])))
+    if ev.get("post_hoc_choices"):
+        out.append((POST_HOC_TITLE, ["choice", "value", "why"], _post_hoc_rows(ev)))
     return out
 
 
@@ -1101,6 +1362,10 @@ def _markdown(report: dict[str, Any]) -> str:
     parts = [f"# delever validation against real crashes\n\nGenerated {report['generated_utc']}"
              f"{' (quick: small books, no ensemble)' if report['quick'] else ''}, data `{report['data_dir']}`, "
              f"{report['wall_s']} s.\n\n" + (__doc__ or "").split("\n\n", 1)[1].strip() + "\n"]
+    if _headline_rows(report):
+        parts.append("\n## Headline: correlation at lag 0\n\nThe lag scans are diagnostics under each event (lag "
+                     "chosen after seeing the data); every choice made after seeing the data is listed under "
+                     f"\"{POST_HOC_TITLE}\".\n\n{_md_table(['event', *STAT_HEADER], _headline_rows(report))}\n")
     for ev in report["events"]:
         parts.append(f"\n## {ev['title']}\n")
         if ev.get("window_utc"):
@@ -1112,7 +1377,7 @@ def _markdown(report: dict[str, Any]) -> str:
         if ev.get("policies"):
             parts.append("\n**ADL policies.** " + _policy_paragraph(ev) + "\n")
         if ev.get("assumptions"):
-            parts.append(f"\n### Assumptions\n\n{_md_table(['assumption', 'value'], _assumption_rows(ev))}\n")
+            parts.append(f"\n### {ASSUMPTIONS_TITLE}\n\n{_md_table(['assumption', 'value'], _assumption_rows(ev))}\n")
         if ev.get("notes"):
             parts.append("\n### Notes\n\n" + "\n".join(f"- {n}" for n in ev["notes"]) + "\n")
     return "".join(parts)
@@ -1186,10 +1451,14 @@ def _html(report: dict[str, Any]) -> str:
         if ev.get("policies"):
             parts.append(f"<p><b>ADL policies.</b> {e(_policy_paragraph(ev))}</p>")
         if ev.get("assumptions"):
-            parts.append(f"<h3>Assumptions</h3>{_html_table(['assumption', 'value'], _assumption_rows(ev))}")
+            parts.append(f"<h3>{e(ASSUMPTIONS_TITLE)}</h3>{_html_table(['assumption', 'value'], _assumption_rows(ev))}")
         if ev.get("notes"):
             parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{e(str(n))}</li>" for n in ev["notes"]) + "</ul>")
     method = e((__doc__ or "").strip())
+    rows = _headline_rows(report)
+    headline = (f"<h2>Headline: correlation at lag 0</h2><p>The lag scans are diagnostics under each event (lag "
+                f"chosen after seeing the data); every choice made after seeing the data is listed under "
+                f"&ldquo;{e(POST_HOC_TITLE)}&rdquo;.</p>{_html_table(['event', *STAT_HEADER], rows)}" if rows else "")
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>delever validation</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1300px}}table{{border-collapse:collapse;margin:0.5em 0 1.5em}}
 td,th{{border:1px solid #ddd;padding:3px 6px;font-size:13px;vertical-align:top}}th{{background:#f3f3f3}}
@@ -1197,6 +1466,7 @@ pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
 <h1>delever validation against real crashes</h1>
 <p>Generated {e(report['generated_utc'])}{' (quick: small books, no ensemble)' if report['quick'] else ''};
 data <code>{e(report['data_dir'])}</code>; {report['wall_s']} s.</p>
+{headline}
 {''.join(parts)}
 <h2>Method</h2><pre>{method}</pre>
 </body></html>"""
@@ -1221,8 +1491,11 @@ def _json_view(report: dict[str, Any]) -> dict[str, Any]:
     """The ``--json`` object: per event the observed and simulated figures and errors, and the statistics."""
     return {
         "generated_utc": report["generated_utc"], "quick": report["quick"], "wall_s": report["wall_s"],
-        "events": [{"event": ev["event"], "title": ev["title"], "metrics": ev.get("metrics", []),
-                    "agreement": ev.get("agreement", []),
+        **{ev["summary_key"]: ev["headline"] for ev in report["events"] if ev.get("summary_key")},
+        "events": [{"event": ev["event"], "title": ev["title"], "primary": ev.get("primary", []),
+                    "metrics": ev.get("metrics", []), "agreement": ev.get("agreement", []),
+                    "diagnostics": ev.get("diagnostics", []), "post_hoc_choices": ev.get("post_hoc_choices", []),
+                    "assumptions": ev.get("assumptions", {}),
                     **({"coins": [{k: c[k] for k in ("coin", "observed_adl_usd", "sim_adl_usd", "observed_adl_fills",
                                                       "sim_adl_fills")} for c in ev["coins"]]}
                        if ev.get("coins") else {}),
@@ -1237,17 +1510,47 @@ def validate_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the observed and simulated figures and errors of each event as one JSON object")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="Small books and no ensemble (smoke run)")] = False,
     workers: Annotated[int | None, typer.Option("--workers", help="Processes for the ensemble members [default: CPU count, at most 8]")] = None,
+    ensemble: Annotated[int | None, typer.Option("--ensemble", help="Perturbed books per replay [default: 20 per Binance window, 10 per Hyperliquid coin; 0 with --quick]")] = None,
+    window: Annotated[Path | None, typer.Option("--window", help="Run the Binance-window procedure on this 1-minute kline file alone (Binance Vision CSV; absolute, or relative to the data dir)")] = None,
+    instrument: Annotated[str | None, typer.Option("--instrument", help="--window: its Binance USD-M symbol (margin brackets from the binance-usdm venue rules)")] = None,
+    open_interest_usd: Annotated[float | None, typer.Option("--open-interest-usd", help=f"--window: open interest at the window's start, USD [default: {WINDOW_BOOK_DEFAULTS['open_interest_usd']:g}]")] = None,
+    long_short_ratio: Annotated[float | None, typer.Option("--long-short-ratio", help=f"--window: long accounts per short account [default: {WINDOW_BOOK_DEFAULTS['long_short_ratio']:g}]")] = None,
+    insurance_fund_usd: Annotated[float | None, typer.Option("--insurance-fund-usd", help="--window: insurance fund, USD [default: 5 % of the open interest]")] = None,
+    depth_usd_at_1pct: Annotated[float | None, typer.Option("--depth-usd-at-1pct", help="--window: square-root depth within 1 %, USD [default: 2 % of the open interest]")] = None,
+    entry_sigma: Annotated[float | None, typer.Option("--entry-sigma", help=f"--window: log-std of entry prices around the first price [default: {WINDOW_BOOK_DEFAULTS['entry_sigma']:g}]")] = None,
+    positions: Annotated[int | None, typer.Option("--positions", help=f"--window: positions in the synthesized book [default: {WINDOW_BOOK_DEFAULTS['positions']}]")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help=f"--window: scenario seed [default: {WINDOW_BOOK_DEFAULTS['seed']}]")] = None,
 ) -> None:
-    """Validate against real crashes: Binance BTCUSDT windows, Hyperliquid 2025-10-10 ADL, Aave 2021-05-19."""
+    """Validate against real crashes: Binance BTCUSDT windows, Hyperliquid 2025-10-10 ADL, Aave 2021-05-19.
+
+    With ``--window FILE --instrument SYMBOL``: the Binance-window procedure on that window alone, the book
+    assumptions from the options (defaults :data:`WINDOW_BOOK_DEFAULTS`). Bad input exits 2 with one line.
+    """
     from rich.console import Console
 
     from delever.scenario import resolve_data_dir
 
+    book = {"open_interest_usd": open_interest_usd, "long_short_ratio": long_short_ratio,
+            "insurance_fund_usd": insurance_fund_usd, "depth_usd_at_1pct": depth_usd_at_1pct,
+            "entry_sigma": entry_sigma, "positions": positions, "seed": seed}
     try:
         w = workers if workers is not None else min(os.cpu_count() or 1, 8)
         if not 1 <= w <= 256:
             raise DeleverInputError(f"--workers: expected 1..256 processes, got {w}")
-        report = validate_all(resolve_data_dir(data_dir), out, quick=quick, workers=w)
+        if ensemble is not None and not 0 <= ensemble <= 1000:
+            raise DeleverInputError(f"--ensemble: expected a number of books in [0, 1000], got {ensemble}")
+        data = resolve_data_dir(data_dir)
+        if window is None:
+            given = [k for k, v in {"instrument": instrument, **book}.items() if v is not None]
+            if given:
+                raise DeleverInputError(f"--{given[0].replace('_', '-')}: only with --window FILE")
+            report = validate_all(data, out, quick=quick, workers=w, ensemble=ensemble)
+        else:
+            if instrument is None:
+                raise DeleverInputError("--window: name the window's Binance USD-M symbol with --instrument (e.g. "
+                                        "BTCUSDT)")
+            win = user_window(window, instrument, data, **book)
+            report = validate_window(win, data, out, quick=quick, workers=w, ensemble=ensemble)
     except DeleverInputError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=2) from None
@@ -1257,9 +1560,18 @@ def validate_command(
     con = Console(soft_wrap=True, highlight=False)
     for ev in report["events"]:
         con.print(f"[bold]{ev['title']}[/]")
+        for r in ev.get("primary", []):
+            con.print(f"  primary: {r['statistic']}: {_fmt(r['value'])} "
+                      f"{('[' + _band_txt(r['band']) + ']') if r.get('band') else ''}")
         for r in ev.get("metrics", []):
             con.print(f"  {r['metric']}: observed {_fmt(r['observed'], str(r['unit']))}, simulated "
                       f"{_fmt(r['simulated'], str(r['unit']))}, error {_err_txt(r)}")
         for r in ev.get("agreement", []):
             con.print(f"  {r['statistic']}: {_fmt(r['value'])} {('[' + _band_txt(r['band']) + ']') if r.get('band') else ''}")
+        if ev.get("diagnostics"):
+            con.print("  diagnostics (lag chosen after seeing the data): "
+                      + "; ".join(f"{r['statistic']}: {_fmt(r['value'])}" for r in ev["diagnostics"]))
+        if ev.get("post_hoc_choices"):
+            con.print(f"  choices made after seeing the data: {len(ev['post_hoc_choices'])} "
+                      f"({'; '.join(str(c['choice']) for c in ev['post_hoc_choices'])})")
     con.print(f"reports: {out / 'validation.md'}, {out / 'validation.html'} ({report['wall_s']} s)")

@@ -52,13 +52,13 @@ from delever.engine.drift import DriftLiquidation
 from delever.engine.dydx_path import DydxPath
 from delever.engine.ledger import BAD_DEBT, FEE_POOL, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, Ledger
 from delever.engine.mark import MarkPrice
+from delever.engine.mitigation_rules import Mitigations
 from delever.engine.mitigations import MitigationSet
 from delever.engine.tables import TableBuilder
 from delever.errors import DeleverInputError
 from delever.market.depth import DepthCurve
 from delever.market.impact import Impact
-from delever.paths import PricePath
-from delever.scenario import Mitigations
+from delever.market.price_path import PricePath
 from delever.venues.formulas import adl_score, bankruptcy_price_with_close_fee, liquidation_price_binance
 from delever.venues.rules import VenueRules
 from delever.venues.tiers import MarginTiers

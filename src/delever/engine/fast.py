@@ -184,8 +184,11 @@ VENUE_FIELDS: dict[str, FieldCheck] = {
     "adl.pro_rata_cap_fraction": _runs,
     "adl.bankruptcy_below_fund_fraction": _runs,
     "adl.adl_maker_fee_rate": _runs,
-    # margin tiers: the instrument's table is passed (prep.tiers)
+    # margin tiers: the instrument's table is passed (prep.tiers, resolved from tiers or the tier file)
     "tiers": _runs,
+    "tier_file": _runs,
+    # funding payments: the account engine's (engine.accounts); the single-book cascade never reads them
+    "funding": _runs,
     # other liquidation paths
     "drift": _only(None, "Drift liquidation (liquidator takeover with time ramp, bankruptcy socialization) is not "
                          "ported to the fast kernel"),

@@ -10,20 +10,15 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-MARKET = -1           # the outside market: counterparties reached through the order book
-INSURANCE_FUND = -2
-LIQUIDATOR_VAULT = -3
-BAD_DEBT = -4         # unrecovered losses: pays out what no one else could
-FEE_POOL = -5         # the venue's fee pool: trading fees (Bybit: taker fee of liquidation orders, maker fee of
-                      # ADL fills); Drift: the market's AMM fee pool, which pays bankruptcies after the insurance fund
-
-PARTY_NAMES = {MARKET: "market", INSURANCE_FUND: "insurance_fund", LIQUIDATOR_VAULT: "liquidator_vault", BAD_DEBT: "bad_debt",
-               FEE_POOL: "fee_pool"}
-
-
-def party_name(party: int) -> str:
-    """Readable party name: ``trader:<account>`` or the special party's name."""
-    return PARTY_NAMES.get(int(party), f"trader:{int(party)}")
+from delever.ledger.parties import (  # noqa: F401  (re-exported: the engine's party ids)
+    BAD_DEBT,
+    FEE_POOL,
+    INSURANCE_FUND,
+    LIQUIDATOR_VAULT,
+    MARKET,
+    PARTY_NAMES,
+    party_name,
+)
 
 
 class Ledger:

@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from delever.engine.mark import window_pop
-from delever.errors import DeleverInputError
-from delever.scenario import (
+from delever.engine.mitigation_rules import (
     CircuitBreaker,
     DutchAuction,
     DynamicMargin,
@@ -26,6 +25,7 @@ from delever.scenario import (
     MarkSmoothing,
     Mitigations,
 )
+from delever.errors import DeleverInputError
 from delever.venues.tiers import MarginTiers
 
 SECONDS_PER_YEAR = 365.0 * 86_400.0

@@ -9,7 +9,7 @@ consumes the **ask** curve at ``ref * (1 + x)``. The depth between 0 and the cur
 ``d0`` has already been consumed by earlier forced orders (and not yet replenished), so a walk
 starts at ``d0``.
 
-Sources of curves (dispatched by :func:`build_depth_curve`):
+Sources of curves (dispatched from a scenario by :func:`delever.depth_source.build_depth_curve`):
 
 * Binance Vision ``bookDepth`` +-1..5 % bands (:mod:`delever.data.book_depth`),
 * a rebuilt L2 book (:mod:`delever.data.l2_feed`),
@@ -25,12 +25,10 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from delever.errors import DeleverInputError
-from delever.scenario import BookDepthSource, L2Source, ParametricDepth, resolve_path
 
 __all__ = [
     "SideCurve",
@@ -38,7 +36,6 @@ __all__ = [
     "walk",
     "walk_reference",
     "parametric_curve",
-    "build_depth_curve",
 ]
 
 _PCT1 = 0.01  # x of the 1 % band
@@ -445,34 +442,3 @@ def parametric_curve(kind: str, depth_usd_at_1pct: float, ref_price: float, impa
     label = kind if kind != "power" else f"power beta={beta:g}"
     source = f"parametric {label}: {depth_usd_at_1pct:,.0f} USD within 1 % of {ref_price:,.2f} USD"
     return DepthCurve(SideCurve(x, cum, -1), SideCurve(x, cum, +1), source, float(ref_price))
-
-
-# --------------------------------------------------------------------------- dispatch
-def build_depth_curve(cfg, data_dir: Path, ref_price: float) -> DepthCurve:
-    """Build the depth curve a scenario's ``market.depth`` section describes.
-
-    Args:
-        cfg: ``delever.scenario.BookDepthSource``, ``L2Source`` or ``ParametricDepth``.
-        data_dir: Directory relative paths are resolved against
-            (``delever.scenario.resolve_path(cfg.path, data_dir, "market.depth.path")``).
-        ref_price: Reference price (USD) used by parametric curves; data-based curves carry the mid
-            of their own capture instead.
-
-    Returns:
-        DepthCurve.
-
-    Raises:
-        DeleverInputError: missing data file, bad file content, an anomalous snapshot, bad parameters.
-    """
-    if isinstance(cfg, ParametricDepth):
-        return parametric_curve(cfg.kind, cfg.depth_usd_at_1pct, ref_price, cfg.impact_exponent)
-    if isinstance(cfg, BookDepthSource):
-        from delever.data.book_depth import depth_curve_from_book_depth
-
-        return depth_curve_from_book_depth(resolve_path(cfg.path, data_dir, "market.depth.path"), cfg.at)
-    if isinstance(cfg, L2Source):
-        from delever.data.l2_feed import depth_curve_from_l2
-
-        return depth_curve_from_l2(resolve_path(cfg.path, data_dir, "market.depth.path"), cfg.at,
-                                   cfg.contract_size_usd)
-    raise DeleverInputError(f"market.depth: unsupported depth source {type(cfg).__name__}")

@@ -152,12 +152,26 @@ def if_payment_int(loss: int, if_vault_balance: int, quote_max_insurance: int, q
 
 
 # ----------------------------------------------------------------------------- vectorized (natural units)
-def margin_ratio(size_base, margin_ratio_base: float, imf_factor: float) -> np.ndarray:
-    """Margin ratio with size premium: ``max(mr, 0.8 mr + imf x sqrt(size))`` (fractions; size in base units)."""
+def margin_ratio(size_base, margin_ratio_base: float, imf_factor: float, exact: bool = False) -> np.ndarray:
+    """Margin ratio with size premium: ``max(mr, 0.8 mr + imf x sqrt(size))`` (fractions; size in base units).
+
+    With ``exact`` the ratio is Drift's integer result (:func:`size_premium_margin_ratio_int`, vectorized): size
+    in BASE_PRECISION units (rounded), ``isqrt(10 size + 1)``, ``mr / 5`` and the premium floored, the ratio a multiple of
+    1 / MARGIN_PRECISION (a 10,001-base whale at imf 0.001 and mr 5 % gets 14.00 %, not 14.0005 %).
+    """
     size = np.asarray(size_base, dtype=np.float64)
     if imf_factor == 0:
         return np.full(size.shape, margin_ratio_base)
-    return np.maximum(margin_ratio_base, 0.8 * margin_ratio_base + imf_factor * np.sqrt(size))
+    if not exact:
+        return np.maximum(margin_ratio_base, 0.8 * margin_ratio_base + imf_factor * np.sqrt(size))
+    mr = int(round(margin_ratio_base * MARGIN_PRECISION))
+    imf = int(round(imf_factor * SPOT_IMF_PRECISION))
+    x = np.floor(size * BASE_PRECISION + 0.5).astype(np.int64) * 10 + 1
+    sq = np.floor(np.sqrt(x.astype(np.float64))).astype(np.int64)
+    sq -= (sq * sq > x).astype(np.int64)                 # float sqrt can be one off near a perfect square
+    sq += ((sq + 1) * (sq + 1) <= x).astype(np.int64)
+    premium = mr - mr // 5 + sq * imf // (100_000 * SPOT_IMF_PRECISION // MARGIN_PRECISION)
+    return np.maximum(mr, premium) / MARGIN_PRECISION
 
 
 def base_to_cover_margin_shortage(shortage_usd, margin_ratio_with_buffer, liquidator_fee: float, if_fee, price: float):

@@ -15,12 +15,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
+from delever.config_types import Fraction, NonNegFloat, PositiveFloat, Strict, format_validation
 from delever.errors import DeleverInputError
-from delever.scenario import Fraction, NonNegFloat, PositiveFloat, Strict, _format_validation
+from delever.venues.funding import FundingRule
+from delever.venues.symbols import instrument_candidates
 from delever.venues.tiers import MarginTiers
 
 PRESETS = ("binance-usdm", "hyperliquid", "bitmex", "bybit", "okx", "dydx-v4", "drift")
-QUOTE_SUFFIXES = ("USDT", "USDC", "-USD", "USD", "-PERP", "_PERP")
 
 
 class MarkRule(Strict):
@@ -174,7 +175,7 @@ class DriftLiquidationRule(Strict):
         Raises:
             DeleverInputError: no Drift market for the instrument.
         """
-        for c in _instrument_candidates(instrument):
+        for c in instrument_candidates(instrument):
             if c in self.markets:
                 return self.markets[c]
         raise DeleverInputError(
@@ -189,6 +190,8 @@ class TierTable(Strict):
     max_leverage: list[PositiveFloat]
     mmr: list[PositiveFloat] | None = None
     coins: list[str] = Field(default_factory=list)
+    as_of: str | None = None      # date the brackets were in force / published (provenance)
+    source: str | None = None     # where the numbers come from (provenance)
 
     @model_validator(mode="after")
     def _lengths(self) -> TierTable:
@@ -200,6 +203,22 @@ class TierTable(Strict):
     def margin_tiers(self, where: str) -> MarginTiers:
         mmr = self.mmr if self.mmr is not None else [1.0 / (2.0 * lev) for lev in self.max_leverage]
         return MarginTiers.from_floors(self.floor_usd, self.max_leverage, mmr, where=where)
+
+
+class TierFile(Strict):
+    """Brackets of every other symbol, read from a data file at run time (not packaged: see its license).
+
+    ``path`` is relative to the data directory (``--data-dir``, ``$DELEVER_DATA_DIR``); ``format``
+    ``ccxt_leverage_tiers`` is ccxt ``LeverageTier`` JSON (``delever.venues.ccxt_tiers``). A preset's own
+    ``tiers`` tables take precedence; the file serves instruments they do not name. ``as_of`` and
+    ``source`` go into the run's provenance.
+    """
+
+    path: str
+    format: Literal["ccxt_leverage_tiers"] = "ccxt_leverage_tiers"
+    as_of: str
+    source: str
+    currencies: list[str] = Field(default_factory=lambda: ["USDT", "USDC"])   # notional currencies read as USD
 
 
 Ppm = Annotated[int, Field(ge=0, le=1_000_000)]
@@ -251,6 +270,70 @@ class DydxRule(Strict):
     liquidity_tiers: dict[str, DydxLiquidityTier]
 
 
+class FundingSection(Strict):
+    """Funding of the venue's perpetuals (``delever.venues.funding``, which cites each rule's source).
+
+    The top-level values apply to every instrument; ``symbols`` overrides them per instrument (same
+    lookup as the margin tiers: exact key, then the coin without its quote suffix), e.g. Binance's
+    4-hour symbols and their adjusted caps. ``cap`` and ``floor`` are per interval, the clamp per
+    ``rate_basis_s`` (default: the interval). [U] in a preset marks a value not verified.
+    """
+
+    class Override(Strict):
+        """Per-instrument values; None keeps the section's."""
+
+        interval_s: PositiveFloat | None = None
+        cap: NonNegFloat | None = None
+        floor: Annotated[float, Field(le=0, allow_inf_nan=False)] | None = None
+        impact_notional_usd: NonNegFloat | None = None
+        interest_rate_per_day: Annotated[float, Field(gt=-1, lt=1)] | None = None
+
+    method: Literal["premium_clamp", "premium_plus_interest", "drift"]
+    averaging: Literal["uniform", "linear", "drift_twap"]
+    interval_s: PositiveFloat
+    rate_basis_s: PositiveFloat | None = None
+    interest_rate_per_day: Annotated[float, Field(gt=-1, lt=1)]
+    premium_clamp: NonNegFloat = 0.0
+    cap: NonNegFloat
+    floor: Annotated[float, Field(le=0, allow_inf_nan=False)]
+    sample_interval_s: PositiveFloat
+    impact_notional_usd: NonNegFloat = 0.0
+    payment_price: Literal["mark", "oracle"] = "mark"
+    sources: list[str] = Field(default_factory=list)
+    symbols: dict[str, Override] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _rules_valid(self) -> FundingSection:
+        for key in [None, *self.symbols]:
+            try:
+                self._rule(key)
+            except ValueError as exc:
+                raise ValueError(f"funding{'' if key is None else '.symbols.' + key}: {exc}") from None
+        return self
+
+    def _rule(self, key: str | None) -> FundingRule:
+        o = self.symbols[key] if key is not None else FundingSection.Override()
+
+        def pick(name: str):
+            v = getattr(o, name)
+            return getattr(self, name) if v is None else v
+
+        interval = pick("interval_s")
+        return FundingRule(method=self.method, averaging=self.averaging, interval_s=interval,
+                           rate_basis_s=self.rate_basis_s if self.rate_basis_s is not None else interval,
+                           interest_rate_per_day=pick("interest_rate_per_day"), premium_clamp=self.premium_clamp,
+                           cap=pick("cap"), floor=pick("floor"), sample_interval_s=self.sample_interval_s,
+                           impact_notional_usd=pick("impact_notional_usd"), payment_price=self.payment_price,
+                           source="; ".join(self.sources))
+
+    def rule_for(self, instrument: str) -> FundingRule:
+        """The funding rule of ``instrument``: the section's values with its ``symbols`` override, if any."""
+        for c in instrument_candidates(instrument):
+            if c in self.symbols:
+                return self._rule(c)
+        return self._rule(None)
+
+
 class VenueRules(Strict):
     """A venue's rules. Every parameter is data from a preset; formulas live in ``venues.formulas`` and the engine."""
 
@@ -263,8 +346,10 @@ class VenueRules(Strict):
     backstop: BackstopRule
     adl: AdlRule
     tiers: dict[str, TierTable] = Field(default_factory=dict)
+    tier_file: TierFile | None = None
     drift: DriftLiquidationRule | None = None
     dydx: DydxRule | None = None
+    funding: FundingSection | None = None
 
     @model_validator(mode="after")
     def _drift_tiers(self) -> VenueRules:
@@ -325,22 +410,23 @@ class VenueRules(Strict):
         key = self._tier_key(instrument)
         return self.tiers[key].margin_tiers(f"venue {self.name} tiers.{key}")
 
-    def _tier_key(self, instrument: str) -> str:
-        for c in _instrument_candidates(instrument):
+    def packaged_tier_key(self, instrument: str) -> str | None:
+        """The ``tiers`` key that serves ``instrument`` (same lookup as ``tiers_for``), or None."""
+        for c in instrument_candidates(instrument):
             if c in self._tier_lookup:
                 return self._tier_lookup[c]
+        return None
+
+    def _tier_key(self, instrument: str) -> str:
+        key = self.packaged_tier_key(instrument)
+        if key is not None:
+            return key
+        more = (f"; other symbols' brackets come from tier_file {self.tier_file.path} in the data directory "
+                "(delever.tier_source.resolve_tiers)" if self.tier_file is not None else "")
         raise DeleverInputError(
-            f"venue {self.name}: no margin tiers for instrument {instrument!r} (known: {', '.join(sorted(self._tier_lookup))})"
+            f"venue {self.name}: no margin tiers for instrument {instrument!r} "
+            f"(known: {', '.join(sorted(self._tier_lookup))}{more})"
         )
-
-
-def _instrument_candidates(instrument: str) -> list[str]:
-    """The instrument, then the coin with each known quote suffix removed."""
-    out = [instrument]
-    for suf in QUOTE_SUFFIXES:
-        if instrument.endswith(suf) and len(instrument) > len(suf):
-            out.append(instrument[: -len(suf)])
-    return out
 
 
 def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -372,4 +458,4 @@ def load_venue(name: str, overrides: dict[str, Any] | None = None) -> VenueRules
     try:
         return VenueRules.model_validate(raw)
     except ValidationError as exc:
-        raise DeleverInputError(_format_validation(exc, f"venue {name} (venue.overrides)")) from None
+        raise DeleverInputError(format_validation(exc, f"venue {name} (venue.overrides)")) from None

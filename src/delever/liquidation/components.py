@@ -1,0 +1,91 @@
+"""Liquidation, backstop and deleveraging components of the account engine (``delever.engine.accounts``).
+
+Each is a frozen dataclass of the venue's parameters (sources: shared/docs/venue-mechanics.md sections 1 and 4, and
+the presets in ``delever/venues/presets``); ``kernel_supported`` is what the fast kernel can run. Composition, not
+flags: a venue is the tuple (risk model, liquidation policy, backstop, deleveraging, execution).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from delever.errors import DeleverInputError
+
+
+@dataclass(frozen=True)
+class LiquidationPolicy:
+    """What a margin group below maintenance sends to the book, and when the backstop takes it instead.
+
+    Every open position of a liquidatable margin group gets an order in the same round (cross: the account's
+    positions; isolated: the one position).
+
+    Attributes:
+        order_limit: ``bankruptcy``: orders are limit orders at each position's bankruptcy price (Binance IOC at the
+            bankruptcy price; Hyperliquid market orders, limited there so a fill never leaves the account negative).
+        partial_threshold_usd, partial_fraction, partial_cooldown_s: Hyperliquid: positions above the threshold send
+            ``partial_fraction`` of their size, then orders within the cooldown are for the whole position.
+        step_down_tiers: Binance: a position above its instrument's first bracket is first reduced to the top of the
+            lower bracket (IOC); the liquidation stops if the group is then compliant.
+        takeover_after_orders: Binance: a group still below maintenance after its orders is closed at bankruptcy
+            prices and the backstop takes every remaining position and balance.
+        backstop_below_mm_fraction: Hyperliquid: a group whose equity is below this fraction of its maintenance is
+            taken over by the backstop at mark with all its balances, without book orders (0 = never).
+        clearance_fee_rate: Binance insurance clearance fee on filled liquidation notional, paid to the backstop.
+    """
+
+    order_limit: Literal["bankruptcy"] = "bankruptcy"
+    partial_threshold_usd: float = 0.0
+    partial_fraction: float = 1.0
+    partial_cooldown_s: float = 0.0
+    step_down_tiers: bool = False
+    takeover_after_orders: bool = True
+    backstop_below_mm_fraction: float = 0.0
+    clearance_fee_rate: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (0 < self.partial_fraction <= 1):
+            raise DeleverInputError(f"liquidation.partial_fraction {self.partial_fraction!r}: expected in (0, 1]")
+        if not (0 <= self.backstop_below_mm_fraction <= 1):
+            raise DeleverInputError("liquidation.backstop_below_mm_fraction: expected in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Backstop:
+    """The insurance fund or liquidator vault: cash per asset plus an inventory per instrument.
+
+    Attributes:
+        holder: ``insurance_fund`` or ``liquidator_vault`` (ledger party).
+        takeover_price: ``bankruptcy`` (Binance: the fund takes positions at their bankruptcy prices) or ``mark``
+            (Hyperliquid: the vault takes positions at mark with the account's balances).
+        max_net_notional_ratio: Binance: the fund's net position notional (over all instruments) may not exceed this
+            multiple of its equity; the excess is deleveraged (0 = no cap).
+        adl_loss_fraction: ADL once the backstop's unrealized loss exceeds this fraction of its cash.
+        unwind_half_life_s, unwind_max_slippage_pct: how fast the backstop works its inventory into the book.
+    """
+
+    holder: Literal["insurance_fund", "liquidator_vault"] = "insurance_fund"
+    takeover_price: Literal["bankruptcy", "mark"] = "bankruptcy"
+    max_net_notional_ratio: float = 0.0
+    adl_loss_fraction: float = 1.0
+    unwind_half_life_s: float = 60.0
+    unwind_max_slippage_pct: float = 1.0
+
+
+@dataclass(frozen=True)
+class Deleveraging:
+    """ADL of the backstop's inventory in one instrument against the opposite side, ranked at account level.
+
+    Attributes:
+        ranking: ``pnl_pct_x_effective_leverage``, ``pnl_pct_x_margin_ratio`` or ``hyperliquid``
+            (``delever.venues.formulas.adl_score``), with the margin group's equity as the account value.
+        price: ``bankruptcy`` (the backstop's entry: the bankruptcy price of the taken-over positions) or
+            ``previous_mark`` (Hyperliquid).
+        policy: ``queue`` (highest score first), ``pro_rata``, ``capped_pro_rata``, ``risk_aware_pro_rata``.
+        pro_rata_cap_fraction: Cap per position of ``capped_pro_rata``.
+    """
+
+    ranking: str = "pnl_pct_x_effective_leverage"
+    price: Literal["bankruptcy", "previous_mark"] = "bankruptcy"
+    policy: str = "queue"
+    pro_rata_cap_fraction: float = 0.5

@@ -1,0 +1,66 @@
+"""The account engine equals the one-instrument engine on one-instrument books, decision for decision.
+
+Until every venue runs on the account engine, ``engine.core.CascadeEngine`` is the reference: on binance-usdm and
+hyperliquid (the venues the account engine runs), the same book and path give the same liquidations, ADL, bad debt
+and fund.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from delever.engine.accounts import AccountEngine, InstrumentMarket
+from delever.engine.mark import MarkPrice
+from delever.market.impact import Impact
+from delever.model import AccountBook, InstrumentRegistry
+from delever.risk import TieredRisk
+from delever.runner import make_engine, prepare
+from delever.scenario import load_scenario, resolve_data_dir
+from delever.venues.components import venue_components
+
+
+def account_engine_for(prep) -> AccountEngine:
+    sc, b = prep.scenario, prep.book
+    reg = InstrumentRegistry.linear([b.instrument], settle=prep.venue.settle)
+    book = AccountBook.from_rows(reg, b.account, np.zeros(len(b), np.int32), b.side * b.qty, b.entry_price,
+                                 np.ones(len(b), bool), b.collateral_usd, np.zeros(len(b), np.int32))
+    imp, m = sc.market.impact, prep.venue.mark
+    market = InstrumentMarket(Impact(prep.depth, imp.permanent_fraction, imp.resilience_half_life_s, imp.max_walk_pct,
+                                     move_price=prep.path.mode != "replay"),
+                              MarkPrice(m.method, m.basis_window_s, m.funding_basis, m.funding_rate,
+                                        m.funding_interval_s, m.time_to_funding_s))
+    liq, bs, dl = venue_components(prep.venue)
+    return AccountEngine(book, TieredRisk((prep.tiers,)), [market], prep.path.t_s, prep.path.price[:, None], liq, bs,
+                         dl, sc.insurance_fund.initial_usd, max_rounds=sc.engine.max_rounds,
+                         replay=prep.path.mode == "replay")
+
+
+VENUES = {"binance-usdm": "BTCUSDT", "hyperliquid": "BTC"}
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(venue=st.sampled_from(sorted(VENUES)), move=st.floats(-25, 25).filter(lambda x: abs(x) > 1),
+       fund=st.sampled_from([0.0, 1e6, 1e7, 5e8]), policy=st.sampled_from(["queue", "pro_rata", "capped_pro_rata"]),
+       seed=st.integers(0, 1000), depth=st.sampled_from([5e6, 5e7]))
+def test_account_engine_equals_position_engine(venue, move, fund, policy, seed, depth):
+    sets = [f'venue.preset="{venue}"', f'market.instrument="{VENUES[venue]}"', f"price_driver.move_pct={move}",
+            f"insurance_fund.initial_usd={fund}", "book.synthesize.positions=800", f"seed={seed}",
+            f'venue.overrides.adl.policy="{policy}"', f"market.depth.depth_usd_at_1pct={depth}",
+            "price_driver.hold_s=40"]
+    prep = prepare(load_scenario(None, sets), resolve_data_dir())
+    old = make_engine(prep)
+    old.run()
+    new = account_engine_for(prep)
+    new.run()
+    T = old.totals
+    assert int(new.per.liquidation_count.sum()) == T.liquidations
+    assert new.per.liquidated_long_usd.sum() == pytest.approx(T.liquidated_long_usd, rel=1e-9, abs=1e-6)
+    assert new.per.liquidated_short_usd.sum() == pytest.approx(T.liquidated_short_usd, rel=1e-9, abs=1e-6)
+    assert int(new.per.adl_count.sum()) == T.adl_count
+    assert new.per.adl_notional_usd.sum() == pytest.approx(T.adl_notional_usd, rel=1e-9, abs=1e-6)
+    assert new.totals.bad_debt_usd == pytest.approx(T.bad_debt_usd, rel=1e-9, abs=1e-3)
+    assert new.backstop_equity_usd() == pytest.approx(old.backstop.equity(old.final_mark), rel=1e-9, abs=1e-3)
+    assert new.totals.trader_liquidation_loss_usd == pytest.approx(T.trader_liquidation_loss_usd, rel=1e-9, abs=1e-3)
