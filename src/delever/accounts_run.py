@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 
 from delever.data.klines import format_utc_ms, parse_utc_ms
+from delever.depth_source import build_depth_curve
 from delever.engine.accounts import AccountEngine, FundingSchedule, InstrumentMarket
 from delever.engine.funding_schedule import VenueFunding
 from delever.engine.mark import MarkPrice
 from delever.errors import DeleverInputError
-from delever.market.depth import DepthCurve, build_depth_curve
+from delever.market.depth import DepthCurve
 from delever.market.impact import Impact
 from delever.model import AccountBook, InstrumentRegistry
 from delever.multipath import MultiPricePath, load_bars_multi, load_historical_multi
@@ -34,6 +35,7 @@ from delever.synthesize_multi import (
     PriceBars,
     synthesize_accounts,
 )
+from delever.tier_source import resolve_tiers
 from delever.venues import VenueRules, load_venue
 from delever.venues.components import check_venue, venue_components
 from delever.venues.tiers import MarginTiers
@@ -54,6 +56,7 @@ class PreparedAccounts:
     book_source: str
     book_assumptions: dict[str, object] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    tier_provenance: dict[str, object] = field(default_factory=dict)
 
 
 def _shock_path(scenario: Scenario) -> MultiPricePath:
@@ -136,14 +139,16 @@ def prepare_accounts(scenario: Scenario, data_dir: Path) -> PreparedAccounts:
     check_venue(venue)
     symbols = [i.symbol for i in scenario.instruments]
     registry = InstrumentRegistry.linear(symbols, settle=venue.settle)
-    tiers = tuple(venue.tiers_for(s) for s in symbols)
+    sources = [resolve_tiers(venue, s, data_dir) for s in symbols]
+    tiers = tuple(t.tiers for t in sources)
     path = build_multi_path(scenario, data_dir)
     start = path.price[0].copy()
     depths = tuple(build_depth_curve(i.depth, data_dir, float(start[k])) for k, i in enumerate(scenario.instruments))
-    notes = [*path.notes, *[f"depth {s}: {d.source}" for s, d in zip(symbols, depths, strict=True)]]
+    notes = [*path.notes, *[f"depth {s}: {d.source}" for s, d in zip(symbols, depths, strict=True)],
+             *[t.note() for t in sources]]
     book, source, assumptions = _book(scenario, registry, start, tiers, data_dir)
     return PreparedAccounts(scenario, venue, registry, tiers, path, depths, book, config_hash(scenario, venue), source,
-                            assumptions, notes)
+                            assumptions, notes, {t.instrument: t.provenance() for t in sources})
 
 
 def _start_epoch_s(path: MultiPricePath) -> float | None:

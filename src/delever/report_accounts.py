@@ -12,7 +12,7 @@ from plotly.subplots import make_subplots
 from delever.report import write_html_report
 
 if TYPE_CHECKING:
-    from delever.runner import RunResult
+    from delever.run_result import RunResult
 
 
 def account_figures(result: RunResult) -> list[go.Figure]:

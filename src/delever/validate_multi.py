@@ -30,6 +30,7 @@ from delever.data.hyperliquid_multi import compare_multi_coin, read_observed_mul
 from delever.data.klines import parse_utc_ms
 from delever.multipath import OCT10_2025_COINS
 from delever.scenario import Scenario, validate_scenario
+from delever.validation_core import HL_BOOK, HL_COINS, _band, _fmt, _level, _stat
 
 EVENT_START_UTC = "2025-10-10 21:15:00"
 EVENT_END_UTC = "2025-10-10 21:27:00"
@@ -57,8 +58,6 @@ ONE_COIN_REFERENCE = {"spearman_adl_notional_by_coin": -0.05, "adl_notional_rel_
 
 def hyperliquid_multi_raw(accounts: int | None = None, seed: int = 1010) -> dict[str, Any]:
     """The multi-coin scenario as a raw dict (what ``examples/hyperliquid-2025-10-10-multi.toml`` holds)."""
-    from delever.validate import HL_BOOK, HL_COINS
-
     files = {c.coin: c.file for c in OCT10_2025_COINS}
     fund = HL_BOOK["vault_fraction_of_oi"] * sum(c.open_interest_usd for c in HL_COINS)
     acc = dict(HL_MULTI_ACCOUNTS)
@@ -123,7 +122,6 @@ def validate_hyperliquid_multi(data_dir: Path, quick: bool = False, ensemble: in
     Raises:
         DeleverInputError: a data file missing or invalid (named).
     """
-    from delever.validate import HL_BOOK, HL_COINS, _band, _fmt, _level, _stat
 
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
