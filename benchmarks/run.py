@@ -97,7 +97,7 @@ def bench_mc(n: int, paths: int, steps: int) -> dict:
     wall = time.perf_counter() - t0
     return {"mc_positions": n, "mc_paths": paths, "mc_steps": steps, "mc_fast_wall_s": wall,
             "mc_paths_per_s": paths / wall, "mc_position_steps_per_s": n * paths * steps / wall,
-            "mc_flagged_for_general": int(out["needs_general"].sum())}
+            "mc_adl_paths": int((out["adl_count"] > 0).sum())}
 
 
 def bench_general(n: int, paths: int, steps: int) -> dict:

@@ -111,8 +111,8 @@ def test_fast_kernel_declines_the_new_mechanics():
     from delever.engine.fast import fast_kernel_support
     from delever.runner import Prepared
 
-    for name, reason in (("bitmex", "mark method 'fair_price'"), ("bybit", "step-down variants"),
-                         ("okx", "step-down variants")):
+    for name, reason in (("bitmex", "mark method 'fair_price'"), ("bybit", "step-down order 'fill_or_kill'"),
+                         ("okx", "step-down target 'first_tier'")):
         venue = load_venue(name)
         prep = Prepared(Scenario(), venue, venue.tiers_for("BTCUSDT"), None, None, [1], "", "")
         ok, why = fast_kernel_support(prep)
@@ -120,13 +120,15 @@ def test_fast_kernel_declines_the_new_mechanics():
     for overrides, reason in (({"liquidation": {"step_down_tiers": False, "close_at_bankruptcy": True}},
                                "bankruptcy price with the surplus"),
                               ({"liquidation": {"liquidation_taker_fee_rate": 0.0005}}, "taker fees"),
-                              ({"adl": {"price": "mark"}}, "ADL at the mark price"),
                               ({"backstop": {"adl_drawdown_fraction": 0.3}}, "fund-drawdown")):
         venue = load_venue("binance-usdm", {**overrides, "liquidation": {**overrides.get("liquidation", {}),
                                                                          "step_down_tiers": False}})
         prep = Prepared(Scenario(), venue, venue.tiers_for("BTCUSDT"), None, None, [1], "", "")
         ok, why = fast_kernel_support(prep)
         assert not ok and reason in why, why
+    # OKX's ADL at the mark price (bankruptcy price when the fund is nearly depleted) runs in the kernel
+    venue = load_venue("binance-usdm", {"adl": {"price": "mark", "bankruptcy_below_fund_fraction": 0.2}})
+    assert fast_kernel_support(Prepared(Scenario(), venue, venue.tiers_for("BTCUSDT"), None, None, [1], "", ""))[0]
 
 
 @pytest.mark.parametrize("bad, key", [({"liquidation": {"step_down_from_tier": 1}}, "step_down_from_tier"),

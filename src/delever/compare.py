@@ -558,7 +558,8 @@ def run_compare(scenarios: Sequence[Scenario], policies: Sequence[PolicySet], da
             {"name": r.policy.name, "description": r.policy.description, "source": r.policy.source,
              "overrides": r.policy.overrides, "config_hash": hashes[r.policy.name], "metrics": row,
              "engine": r.result.summary.get("engine"),
-             "paths_rerun_general": r.result.summary.get("paths_rerun_general"),
+             "paths_kernel": r.result.summary.get("paths_kernel"),
+             "paths_general": r.result.summary.get("paths_general"),
              "critical_shock_pct": r.result.summary.get("critical_shock_pct"),
              "wall_s": r.result.summary.get("wall_s")}
             for r, row in zip(runs, rows, strict=True)

@@ -16,7 +16,6 @@ import pyarrow.parquet as pq
 from delever.depth_source import build_depth_curve
 from delever.engine.core import CascadeEngine
 from delever.engine.drift import BANKRUPTCY_SCHEMA
-from delever.engine.fast import FLOAT_OUTPUTS, INT_OUTPUTS, FastBook, build_fast_book, run_paths_fast
 from delever.engine.tables import TableBuilder
 from delever.errors import DeleverInputError
 from delever.paths import PricePath, build_price_path
@@ -183,36 +182,6 @@ def run_path(prep: Prepared, path: PricePath) -> dict[str, object]:
     eng = make_engine(prep, path)
     eng.run()
     return path_metrics(eng, prep.scenario.insurance_fund.initial_usd)
-
-
-def run_paths(prep: Prepared, t_s: np.ndarray, prices: np.ndarray, fb: FastBook | None = None,
-              parallel: bool = True, label: str = "fast-kernel fallback") -> dict[str, np.ndarray]:
-    """The fast kernel (``engine.fast.run_paths_fast``), then the general engine (:func:`run_path`) on the
-    paths it flags (those that need ADL) only.
-
-    Args:
-        prep: the prepared run the FastBook was built from.
-        t_s, prices, parallel: as for ``engine.fast.run_paths_fast``.
-        fb: The prepared book; built from ``prep`` when None.
-        label: Label of the ``PricePath`` handed to the general engine.
-
-    Returns:
-        The same dict as ``run_paths_fast``, with every output of the flagged paths taken from the general
-        engine (``amplification`` None -> NaN); ``needs_general`` still tells which paths those were.
-    """
-    fb = build_fast_book(prep) if fb is None else fb
-    res = run_paths_fast(fb, t_s, prices, parallel)
-    px = np.asarray(prices, dtype=np.float64).reshape(-1, np.shape(t_s)[0])
-    t = np.asarray(t_s, dtype=np.float64)
-    for p in np.flatnonzero(res["needs_general"]):
-        m = run_path(prep, PricePath(t, px[p].copy(), "stress", label, None))
-        for name in FLOAT_OUTPUTS:
-            v = m[name]
-            res[name][p] = np.nan if v is None else float(v)
-        for name in INT_OUTPUTS:
-            res[name][p] = int(m[name])
-        res["insurance_depleted"][p] = bool(m["insurance_depleted"])
-    return res
 
 
 def execute(prep: Prepared) -> RunResult:

@@ -4,9 +4,9 @@
 the path generator once (:func:`delever.pathgen.prepare_generator`), splits ``stress.paths`` paths
 into blocks of ``block_size``, and for each block generates its paths from the per-path seeds
 ``path_seeds(seed, paths)[block]`` and runs them: on the fast kernel (:mod:`delever.engine.fast`) when
-it supports the scenario, with the general engine (:func:`delever.runner.run_path`) rerunning the
-paths that need ADL, else on the general engine alone — the same numbers either way — giving one
-metrics row per path. Each path's randomness depends only on its own seed, and the final
+it supports the scenario (ADL included), else on the general engine (:func:`delever.runner.run_path`)
+— the same numbers either way — giving one metrics row per path with its money and open-interest
+checks. Each path's randomness depends only on its own seed, and the final
 table is ordered by path, so the numbers are the same whatever the executor, the number of workers
 or the block size.
 
@@ -208,18 +208,16 @@ def _generate(ctx: _Context, seeds: list[np.random.SeedSequence]) -> np.ndarray:
 def _compute_block(ctx: _Context, block: Block) -> pa.Table:
     """Generate the block's paths and run them; one metrics row per path.
 
-    With a fast book the Numba kernel runs every path and the general engine reruns only the paths it
-    flags (those that need ADL); otherwise the general engine runs each path. Both give the same
-    numbers (``tests/test_fast_kernel.py``); the ledger checks exist only for general-engine rows.
+    With a fast book the Numba kernel runs every path (ADL included), otherwise the general engine.
+    Both give the same numbers (``tests/test_fast_kernel.py``) and both check money and open interest
+    on every path (``ledger_imbalance_usd``, ``open_interest_mismatch_qty``).
     """
     prices = _generate(ctx, _block_seeds(ctx, block))
     t_s = np.arange(ctx.n_steps + 1, dtype=np.float64) * ctx.dt_s
     if ctx.fast_book is not None:
-        from delever.runner import run_paths
+        from delever.engine.fast import run_paths_fast
 
-        res = run_paths(ctx.prepared, t_s, prices, fb=ctx.fast_book, parallel=ctx.kernel_threads,
-                        label=ctx.generator.label)
-        general = res.pop("needs_general")
+        res = run_paths_fast(ctx.fast_book, t_s, prices, parallel=ctx.kernel_threads)
         res["insurance_depleted"] = res["insurance_depleted"].astype(bool)
         rows = []
         for i in range(prices.shape[0]):
@@ -227,7 +225,7 @@ def _compute_block(ctx: _Context, block: Block) -> pa.Table:
             for name, values in res.items():
                 v = values[i].item()
                 row[name] = None if isinstance(v, float) and np.isnan(v) else v
-            row["engine"] = "general" if general[i] else "fast"
+            row["engine"] = "fast"
             rows.append(row)
         return _rows_to_table(rows)
     rows = []
@@ -636,8 +634,31 @@ def _choose_engine(engine: str, prep: Prepared) -> tuple[str, str, Any]:
         if engine == "fast":
             raise DeleverInputError(f"--engine fast: {why}")
         return "general", why, None
-    return "fast", "fixed positions across paths: sorted liquidation prices and cursors (ADL paths rerun by the " \
-                   "general engine)", build_fast_book(prep)
+    return "fast", "fixed positions across paths: sorted liquidation prices and cursors, ADL in the kernel", \
+        build_fast_book(prep)
+
+
+def _path_engines(engines: np.ndarray, engine_used: str, engine_reason: str) -> dict[str, dict[str, Any]]:
+    """Paths per engine with the reason that engine ran them (a resumed run keeps its blocks' engines)."""
+    reasons = {"fast": "fast kernel: fixed positions across paths, ADL in the kernel",
+               "general": "general engine: " + (engine_reason if engine_used == "general" else "rows of an earlier run")}
+    return {name: {"paths": int(np.sum(engines == name)), "reason": reasons[name]}
+            for name in ("fast", "general") if np.any(engines == name)}
+
+
+def _money_check_summary(table: pa.Table) -> dict[str, Any]:
+    """Worst per-path money and open-interest checks; null with a reason when some path was not checked."""
+    out: dict[str, Any] = {}
+    for col, key in (("ledger_imbalance_usd", "ledger_imbalance_max_usd"),
+                     ("open_interest_mismatch_qty", "open_interest_mismatch_max_qty")):
+        values = table.column(col).to_pylist() if col in table.column_names else [None] * table.num_rows
+        missing = sum(v is None for v in values)
+        if missing or not values:
+            out[key] = None
+            out[f"{key}_reason"] = f"{missing} of {len(values)} paths have no {col} (rows of an earlier run)"
+        else:
+            out[key] = float(np.max(np.abs(values)))
+    return out
 
 
 def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "processes", workers: int | None = None,
@@ -772,8 +793,7 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
     if shock.get("critical_shock_note"):
         notes.append(shock["critical_shock_note"])
     risk = tail_metrics(table)
-    imbalance = np.abs(table.column("ledger_imbalance_usd").to_numpy()) if "ledger_imbalance_usd" in \
-        table.column_names else np.zeros(1)
+    engines = np.asarray(table.column("engine").to_pylist())
     summary: dict[str, Any] = {
         "scenario": scenario.name,
         "kind": "stress",
@@ -785,8 +805,9 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         "scheduler": scheduler,
         "engine": engine_used,
         "engine_reason": engine_reason,
-        "paths_rerun_general": int(np.sum(np.asarray(table.column("engine").to_pylist()) == "general"))
-        if engine_used == "fast" else None,
+        "paths_kernel": int(np.sum(engines == "fast")),
+        "paths_general": int(np.sum(engines == "general")),
+        "path_engines": _path_engines(engines, engine_used, engine_reason),
         "venue": prep.venue.name,
         "instrument": scenario.market.instrument,
         "positions": len(prep.book),
@@ -804,7 +825,7 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         **shock,
         "round_cap_hit_paths": int((table.column("round_cap_hits").to_numpy() > 0).sum())
         if "round_cap_hits" in table.column_names else None,
-        "ledger_imbalance_max_usd": float(imbalance.max()),
+        **_money_check_summary(table),
         "fan_paths": fan["paths"],
         "executor_startup_s": round(startup_s, 3),
         "compute_s": round(compute_s, 3),

@@ -9,14 +9,14 @@ metrics agree with ``runner.run_path`` to round-off (sums are sequential here an
 Data layout (built once per book by :func:`delever.engine.fast.build_fast_book`):
 
 * Per side, positions sorted by their starting liquidation price in the order a moving mark reaches
-  them: longs by descending LP, shorts by ascending LP (arrays ``(5, N_side)``: rows ``lp, pos, qty,
-  entry, coll``). A path keeps one cursor per side; the positions before the cursor have been passed
+  them: longs by descending LP, shorts by ascending LP (arrays ``(6, N_side)``: rows ``lp, pos, qty,
+  entry, coll, account``). A path keeps one cursor per side; the positions before the cursor have been passed
   by the mark at least once. The general engine's prefilter (``lp > mark - 1e-9 mark`` for longs,
   ``lp < mark + 1e-9 mark`` for shorts) selects a prefix of the untouched positions, so advancing the
   cursor finds every new candidate in O(new).
 * Once passed, a position moves into the path's own pool (a row ``pos, side, qty, entry, collateral,
   lp, cooldown_until``) and onto a binary heap per side keyed on its current liquidation price
-  (max-heap of ``lp`` for longs, of ``-lp`` for shorts). A round pops every pooled position that
+  (max-heap of ``lp`` for longs, of ``-lp`` for shorts; each slot knows its heap index). A round pops every pooled position that
   passes the prefilter, applies the exact ``equity < maintenance margin`` test, liquidates,
   recomputes the liquidation price of what stays open (step-down and chunk remainders, unfilled
   orders, cooldowns) and pushes it back. Closed positions leave the heaps for good. Nothing of size N
@@ -25,9 +25,18 @@ Data layout (built once per book by :func:`delever.engine.fast.build_fast_book`)
 A path-step without liquidations costs O(1) (two cursor comparisons and two heap tops); liquidating
 ``k`` positions costs O(k log k + k log D) plus the depth walk, ``D`` the pool size.
 
-ADL is not run here: when ``_backstop_checks`` of the general engine would deleverage at least one
-counterparty, the path stops and is flagged (``needs_general``) for a rerun with the general engine.
-A trigger that finds no eligible counterparty is reproduced (it only adds to ``adl_shortfall_qty``).
+ADL (:func:`adl`, ``CascadeEngine._adl``) runs here too. Its counterparties are all open opposite
+positions, ranked by their current PnL and leverage: an ADL gathers the pooled ones and the untouched
+ones beyond the cursor (static values, scored by a branch-free loop that vectorizes), and sorts only
+the head of the queue (a heap selection finds the same cutoff as the engine's partition;
+:mod:`delever.engine.kernel_adl`); the pro-rata policies sort them all. A deleveraged position (smaller, collateral plus the realized PnL)
+has a new liquidation price: a pooled one changes its key in place on its heap (or leaves it when
+closed), an untouched one joins the pool and its cursor skips it later (``early``, allocated on the
+first such ADL of a path). ADL costs O(n) in the opposite side's size, and only when it triggers.
+
+Money is counted as the engine counts it (``CascadeEngine._money``): traders' collateral, backstop
+cash, the market, bad debt and the fee pool; each path reports the sum of all balance changes
+(``ledger_imbalance_usd``) and the open-interest mismatch, both 0 up to round-off.
 
 Compile time matters (tests compile from scratch): arguments are packed into few arrays, each
 callee has one or two call sites, and sorting is written out (Numba's ``np.argsort`` alone costs
@@ -40,6 +49,9 @@ import math
 
 import numpy as np
 from numba import njit
+
+from delever.engine import kernel_adl as KA
+from delever.engine.kernel_arrays import argsort_stable, pairwise_sum
 
 DUST_QTY = 1e-12  # same as delever.engine.core.DUST_QTY
 
@@ -59,13 +71,17 @@ P_ADL_LOSS_FRACTION = 11
 P_UNWIND_HALF_LIFE_S = 12
 P_UNWIND_SLIP_PCT = 13
 P_ADL_RANKING = 14         # 0 pnl_pct_x_effective_leverage, 1 pnl_pct_x_margin_ratio, 2 hyperliquid
-P_ADL_PRICE_BANKRUPTCY = 15  # 1.0: ADL at the inventory's entry (bankruptcy), 0.0: previous mark
+P_ADL_PRICE = 15           # ADL fill price: 0 bankruptcy (inventory entry), 1 previous mark, 2 mark (OKX)
 P_PERMANENT_FRACTION = 16
 P_RESILIENCE_HALF_LIFE_S = 17
 P_MAX_X = 18               # max_walk_pct / 100
 P_MAX_ROUNDS = 19
 P_FUND_USD = 20
-N_PARAMS = 21
+P_ADL_POLICY = 21          # kernel_adl.POLICY_*: queue, pro_rata, capped_pro_rata, risk_aware_pro_rata
+P_PRO_RATA_CAP = 22        # pro_rata_cap_fraction
+P_ADL_BANKRUPTCY_BELOW = 23  # price "mark": bankruptcy price while fund equity < this x starting fund
+P_ADL_MAKER_FEE = 24       # maker fee rate charged to the deleveraged trader (fee pool)
+N_PARAMS = 25
 
 # --------------------------------------------------------------------------- packed inputs
 # tiers (3, K): floor_usd, mmr, maint_amount_usd
@@ -78,7 +94,8 @@ R_POS = 1
 R_QTY = 2
 R_ENTRY = 3
 R_COLL = 4
-N_ROWS = 5
+R_ACCT = 5       # account id (ties of the ADL ranking are broken by account, as the general engine does)
+N_ROWS = 6
 # depth curve (4, K): knots x, cumulative qty, density (row 2; its last entry holds the last segment's
 # density, the extrapolation beyond the last knot), primitive G at the knots
 V_X = 0
@@ -102,7 +119,13 @@ S_EMA = 10       # EMA of the basis (mark method median_basis_ema)
 S_LOSS_TRIG = 11  # ADL triggers for a loss beyond the backstop's balance (depletion, as Totals.adl_for_loss)
 S_TKPNL = 12     # backstop's result on what it took over: collateral handed + inventory PnL (Totals.takeover_pnl_usd)
 S_TLOSS = 13     # liquidated traders' loss to the process: fees, slippage vs mark, equity surrendered (Totals)
-N_STATE = 14
+S_MARKET = 14    # the outside market's cash (USD; realized PnL paid out is negative), as CascadeEngine.market_cash
+S_MKT_NET = 15   # inside parties' net purchases from the market (base), Totals.market_net_bought_qty
+S_FEE_POOL = 16  # fee pool cash (USD): ADL maker fees
+S_HAIRCUT = 17   # Totals.adl_haircut_usd
+S_ADL_NOTIONAL = 18
+S_ADL_COUNT = 19
+N_STATE = 20
 # int64 state vector
 K_HL = 0         # long heap size
 K_HS = 1         # short heap size
@@ -120,14 +143,16 @@ C_ENTRY = 3
 C_COLL = 4
 C_LP = 5
 C_COOL = 6
-N_COLS = 7
+C_SIDX = 7       # column in the side's static arrays (start size and collateral, account)
+N_COLS = 8
 # work rows (5, cap): heaps (keys, slots) and the candidate buffer; slots are stored as floats
 W_LKEY = 0
 W_LSLOT = 1
 W_SKEY = 2
 W_SSLOT = 3
 W_CAND = 4
-N_WORK = 5
+W_HPOS = 5       # per pool slot: its index in its side's heap (ADL updates the key of a position on a heap)
+N_WORK = 6
 
 # --------------------------------------------------------------------------- outputs
 F_EXO_MOVE = 0
@@ -147,19 +172,20 @@ F_ADL_NOTIONAL = 13
 F_ADL_SHORTFALL = 14
 F_BAD_DEBT_UNRECOVERED = 15
 F_TRADER_LOSS = 16
-N_FOUT = 17
+F_LEDGER_IMBALANCE = 17  # sum of all parties' balance changes (USD), CascadeEngine.conservation
+F_OI_MISMATCH = 18       # inside net position change minus net purchases from the market (base)
+N_FOUT = 19
 I_LIQ_COUNT = 0
 I_ROUNDS_MAX = 1
 I_CAP_HITS = 2
 I_ADL_COUNT = 3
 N_IOUT = 4
 B_DEPLETED = 0
-B_NEEDS_GENERAL = 1
-N_BOUT = 2
+N_BOUT = 1
 
-RET_NONE = 0     # a round with no fill and no takeover
-RET_PROGRESS = 1
-RET_GENERAL = 2  # ADL would happen: the path needs the general engine
+RET_NONE = 0      # no position below maintenance margin
+RET_PROGRESS = 1  # liquidations with a fill or a takeover (check_only: a liquidatable position is left)
+RET_STUCK = 2     # positions below maintenance margin, but nothing filled or taken over
 
 _JIT = {"cache": True, "error_model": "numpy"}
 
@@ -353,183 +379,26 @@ def liquidation_price(side, q, ep, wb, tiers):
     return -np.inf if side > 0 else np.inf
 
 
-@njit(**_JIT)
-def _adl_eligible(q, e, c, s, mark, price, ranking, tiers):
-    """True if ``CascadeEngine._adl`` accepts this open position as a counterparty (``ok`` and finite score)."""
-    if not (c + s * q * (price - e) > 0):
-        return False
-    notional = q * mark
-    upnl = s * q * (mark - e)
-    equity = c + upnl
-    if not (equity > 0):
-        return False
-    if ranking == 0:
-        pnl_pct = s * (mark - e) / e
-        eff_lev = notional / equity
-        score = pnl_pct * eff_lev if pnl_pct > 0 else pnl_pct / eff_lev
-    elif ranking == 1:
-        score = max(0.0, upnl) / max(1.0, c) * (maintenance_margin(notional, tiers) / equity)
-    else:
-        score = (mark / e) ** s * notional / equity
-    return np.isfinite(score)
-
-
 # =========================================================================== sums, sorting and heaps
 @njit(**_JIT)
-def _block_sum(a, lo, n):
-    """NumPy's pairwise-sum leaf (``n <= 128``): sequential below 8, else 8 accumulators."""
-    if n < 8:
-        res = 0.0
-        for i in range(lo, lo + n):
-            res += a[i]
-        return res
-    r0, r1, r2, r3 = a[lo], a[lo + 1], a[lo + 2], a[lo + 3]
-    r4, r5, r6, r7 = a[lo + 4], a[lo + 5], a[lo + 6], a[lo + 7]
-    i = lo + 8
-    end8 = lo + n - n % 8
-    while i < end8:
-        r0 += a[i]
-        r1 += a[i + 1]
-        r2 += a[i + 2]
-        r3 += a[i + 3]
-        r4 += a[i + 4]
-        r5 += a[i + 5]
-        r6 += a[i + 6]
-        r7 += a[i + 7]
-        i += 8
-    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
-    while i < lo + n:
-        res += a[i]
-        i += 1
-    return res
-
-
-@njit(**_JIT)
-def pairwise_sum(a, lo, n):
-    """``np.sum(a[lo:lo + n])`` bit for bit: NumPy's pairwise summation (``loops_utils.h``).
-
-    Blocks of up to 128 are summed by :func:`_block_sum`; a longer range is the sum of its two
-    halves, the first rounded down to a multiple of 8. The recursion runs on an explicit stack
-    (a recursive ``njit`` function does not survive Numba's cache).
-    """
-    if n <= 128:
-        return _block_sum(a, lo, n)
-    los = np.empty(64, dtype=np.int64)
-    ns = np.empty(64, dtype=np.int64)
-    left = np.empty(64)
-    stage = np.zeros(64, dtype=np.int64)  # 0: not expanded, 1: left half running, 2: right half running
-    top = 0
-    los[0] = lo
-    ns[0] = n
-    result = 0.0
-    while top >= 0:
-        m = ns[top]
-        if m > 128 and stage[top] == 0:
-            stage[top] = 1
-            n2 = m // 2
-            n2 -= n2 % 8
-            top += 1
-            los[top] = los[top - 1]
-            ns[top] = n2
-            stage[top] = 0
-            continue
-        v = _block_sum(a, los[top], m)
-        top -= 1
-        while top >= 0:  # hand v up: a left half waits for its sibling, a right half completes the sum
-            if stage[top] == 1:
-                left[top] = v
-                stage[top] = 2
-                n2 = ns[top] // 2
-                n2 -= n2 % 8
-                top += 1
-                los[top] = los[top - 1] + n2
-                ns[top] = ns[top - 1] - n2
-                stage[top] = 0
-                break
-            v = left[top] + v
-            top -= 1
-        if top < 0:
-            result = v
-    return result
-
-
-@njit(**_JIT)
-def argsort_stable(key):
-    """Stable ascending argsort of a float64 array without NaN (``np.argsort(key, kind="stable")``).
-
-    Bottom-up merge sort over insertion-sorted runs of 16, written out because Numba's own
-    ``np.argsort`` costs seconds of compile time.
-    """
-    n = key.size
-    idx = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        idx[i] = i
-    run = 16
-    for lo in range(0, n, run):
-        hi = min(lo + run, n)
-        for i in range(lo + 1, hi):
-            v = idx[i]
-            kv = key[v]
-            j = i - 1
-            while j >= lo and key[idx[j]] > kv:
-                idx[j + 1] = idx[j]
-                j -= 1
-            idx[j + 1] = v
-    buf = np.empty(n, dtype=np.int64)
-    width = run
-    while width < n:
-        for lo in range(0, n, 2 * width):
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            i = lo
-            j = mid
-            k = lo
-            while i < mid and j < hi:
-                if key[idx[j]] < key[idx[i]]:
-                    buf[k] = idx[j]
-                    j += 1
-                else:
-                    buf[k] = idx[i]
-                    i += 1
-                k += 1
-            while i < mid:
-                buf[k] = idx[i]
-                i += 1
-                k += 1
-            while j < hi:
-                buf[k] = idx[j]
-                j += 1
-                k += 1
-        idx, buf = buf, idx
-        width *= 2
-    return idx
-
-
-@njit(**_JIT)
-def heap_push(hk, hs, n, slot, key):
-    """Push ``slot`` with ``key`` on the max-heap ``(hk, hs)`` of size ``n``; returns the new size."""
-    i = n
+def _sift_up(hk, hs, hp, i, slot, key):
+    """Move the hole at ``i`` up until ``key`` fits; place ``slot`` there (``hp`` tracks every slot's index)."""
     while i > 0:
         parent = (i - 1) >> 1
         if hk[parent] >= key:
             break
         hk[i] = hk[parent]
         hs[i] = hs[parent]
+        hp[int(hs[i])] = i
         i = parent
     hk[i] = key
     hs[i] = slot
-    return n + 1
+    hp[slot] = i
 
 
 @njit(**_JIT)
-def heap_pop(hk, hs, n):
-    """Remove the top of the max-heap of size ``n`` (read it first at index 0); returns the new size."""
-    n -= 1
-    if n == 0:
-        return 0
-    key = hk[n]
-    slot = hs[n]
-    i = 0
+def _sift_down(hk, hs, hp, n, i, slot, key):
+    """Move the hole at ``i`` of a heap of size ``n`` down until ``key`` fits; place ``slot`` there."""
     while True:
         c = 2 * i + 1
         if c >= n:
@@ -540,9 +409,54 @@ def heap_pop(hk, hs, n):
             break
         hk[i] = hk[c]
         hs[i] = hs[c]
+        hp[int(hs[i])] = i
         i = c
     hk[i] = key
     hs[i] = slot
+    hp[slot] = i
+
+
+@njit(**_JIT)
+def heap_push(hk, hs, hp, n, slot, key):
+    """Push ``slot`` with ``key`` on the max-heap ``(hk, hs)`` of size ``n``; returns the new size.
+
+    ``hp[slot]`` holds each slot's index in the heap, so a key can be changed in place (:func:`heap_update`).
+    """
+    _sift_up(hk, hs, hp, n, slot, key)
+    return n + 1
+
+
+@njit(**_JIT)
+def heap_pop(hk, hs, hp, n):
+    """Remove the top of the max-heap of size ``n`` (read it first at index 0); returns the new size."""
+    n -= 1
+    if n == 0:
+        return 0
+    _sift_down(hk, hs, hp, n, 0, int(hs[n]), hk[n])
+    return n
+
+
+@njit(**_JIT)
+def heap_update(hk, hs, hp, n, i, key):
+    """Change the key at heap index ``i`` (size ``n``) to ``key``, restoring the heap order."""
+    slot = int(hs[i])
+    if i > 0 and hk[(i - 1) >> 1] < key:
+        _sift_up(hk, hs, hp, i, slot, key)
+    else:
+        _sift_down(hk, hs, hp, n, i, slot, key)
+
+
+@njit(**_JIT)
+def heap_remove(hk, hs, hp, n, i):
+    """Remove heap index ``i`` from a heap of size ``n``; returns the new size."""
+    n -= 1
+    if i < n:  # the last entry fills the hole, then moves up or down
+        slot = int(hs[n])
+        key = hk[n]
+        if i > 0 and hk[(i - 1) >> 1] < key:
+            _sift_up(hk, hs, hp, i, slot, key)
+        else:
+            _sift_down(hk, hs, hp, n, i, slot, key)
     return n
 
 
@@ -550,9 +464,22 @@ def heap_pop(hk, hs, n):
 def _push_pooled(r, pool, work, ist):
     lp = pool[r, C_LP]
     if pool[r, C_SIDE] > 0:
-        ist[K_HL] = heap_push(work[W_LKEY], work[W_LSLOT], ist[K_HL], r, lp)
+        ist[K_HL] = heap_push(work[W_LKEY], work[W_LSLOT], work[W_HPOS], ist[K_HL], r, lp)
     else:
-        ist[K_HS] = heap_push(work[W_SKEY], work[W_SSLOT], ist[K_HS], r, -lp)
+        ist[K_HS] = heap_push(work[W_SKEY], work[W_SSLOT], work[W_HPOS], ist[K_HS], r, -lp)
+
+
+@njit(**_JIT)
+def _rekey_pooled(r, pool, work, ist):
+    """After ADL changed pooled position ``r`` (on its heap): move it to its new key, or off the heap if closed."""
+    h = 0 if pool[r, C_SIDE] > 0 else 1
+    kr = W_LKEY if h == 0 else W_SKEY
+    i = int(work[W_HPOS, r])
+    if pool[r, C_QTY] > 0:
+        lp = pool[r, C_LP]
+        heap_update(work[kr], work[kr + 1], work[W_HPOS], ist[K_HL + h], i, lp if h == 0 else -lp)
+    else:
+        ist[K_HL + h] = heap_remove(work[kr], work[kr + 1], work[W_HPOS], ist[K_HL + h], i)
 
 
 @njit(**_JIT)
@@ -575,7 +502,7 @@ def _pop_candidates(mark, work, ist):
         while n > 0 and work[kr, 0] > thr[h]:
             work[W_CAND, nc] = work[kr + 1, 0]
             nc += 1
-            n = heap_pop(work[kr], work[kr + 1], n)
+            n = heap_pop(work[kr], work[kr + 1], work[W_HPOS], n)
         ist[K_HL + h] = n
     return nc
 
@@ -692,6 +619,7 @@ def execute(sign, exo, qty, limit_price, st, prm, cv, fq_out, notional_out):
 def pay_backstop(st, realized):
     """``CascadeEngine._pay_backstop``: signed PnL to the backstop; a negative balance becomes bad debt."""
     st[S_CASH] += realized
+    st[S_MARKET] -= realized
     if st[S_CASH] < 0:
         deficit = -st[S_CASH]
         st[S_CASH] = 0.0
@@ -723,24 +651,235 @@ def backstop_trade(st, side, qty, price):
 
 
 @njit(**_JIT)
-def backstop_checks(mark, prev_mark, st, prm, tiers, pool, ist, Ls, Ss):
-    """``CascadeEngine._backstop_checks`` and ``_adl`` up to the choice of counterparties.
+def _grow(pool, work, need):
+    """The pool and work arrays with room for ``need`` rows (doubled when full; contents kept)."""
+    cap = pool.shape[0]
+    if need <= cap:
+        return pool, work
+    cap = max(2 * cap, need)
+    pool2 = np.empty((cap, N_COLS))
+    work2 = np.empty((N_WORK, cap))
+    for i in range(pool.shape[0]):  # explicit loops: slice assignment costs seconds of compile time
+        for c in range(N_COLS):
+            pool2[i, c] = pool[i, c]
+    for w in range(N_WORK):
+        for i in range(pool.shape[0]):
+            work2[w, i] = work[w, i]
+    return pool2, work2
+
+
+@njit(**_JIT)
+def _pool_static(S, i, side, pool, ist):
+    """Copy column ``i`` of the static side array ``S`` into a new pool row; returns the row."""
+    r = ist[K_NPOOL]
+    pool[r, C_POS] = S[R_POS, i]
+    pool[r, C_SIDE] = side
+    pool[r, C_QTY] = S[R_QTY, i]
+    pool[r, C_ENTRY] = S[R_ENTRY, i]
+    pool[r, C_COLL] = S[R_COLL, i]
+    pool[r, C_LP] = S[R_LP, i]
+    pool[r, C_COOL] = -np.inf
+    pool[r, C_SIDX] = i
+    ist[K_NPOOL] = r + 1
+    return r
+
+
+@njit(**_JIT)
+def _adl_candidate_score(ranking, s, q, e, c, mark, price, tiers):
+    """The ranking score of an open position as an ADL counterparty, ``-inf`` when ``_adl`` skips it.
+
+    Skipped: closed beyond its own bankruptcy price at the ADL ``price``, or no finite score (equity <= 0).
+    """
+    if not (c + s * q * (price - e) > 0):
+        return -np.inf
+    mm = maintenance_margin(q * mark, tiers) if ranking == 1 else 0.0
+    score = KA.adl_score(ranking, s, q, e, c, mark, mm)
+    return score if np.isfinite(score) else -np.inf
+
+
+@njit(**_JIT)
+def adl(qty, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early):
+    """``CascadeEngine._adl``: close ``qty`` of the backstop inventory against opposite positions at ``price``.
+
+    The counterparties are every open opposite position: the path's pool and the untouched positions
+    beyond the side's cursor (static). Eligible ones (solvent at ``price``, finite ranking score) are
+    ranked (``kernel_adl``); the queue closes the head of the ranking, the pro-rata policies spread the
+    quantity. Each counterparty realizes PnL at ``price``, pays the maker fee if any, and gets a new
+    liquidation price: a pooled position moves on its heap (or leaves it when closed), an untouched one
+    joins the pool and ``early`` (per static column over both sides, longs first: its pool row, -1
+    otherwise; allocated at the first such ADL) so that its cursor skips it.
+
+    Returns:
+        ``(done, pool, work, early)``: the quantity deleveraged (less than ``qty`` when too few
+        counterparties are left, the rest adds to the shortfall) and the (possibly grown) arrays.
+    """
+    inv = st[S_INV]
+    if qty <= DUST_QTY or inv == 0:
+        return 0.0, pool, work, early
+    inv_side = 1.0 if inv > 0 else -1.0
+    opp = -inv_side
+    h = 0 if opp > 0 else 1
+    S = Ls if h == 0 else Ss
+    off = 0 if h == 0 else Ls.shape[1]
+    cur = ist[K_CL + h]
+    nst = S.shape[1] - cur
+    # candidates k: the pooled open opposite positions (rows prow[k]), then the static columns cur + k - npo
+    npool = ist[K_NPOOL]
+    prow = np.empty(npool, dtype=np.int64)
+    npo = 0
+    for r in range(npool):
+        if pool[r, C_SIDE] == opp and pool[r, C_QTY] > 0:
+            prow[npo] = r
+            npo += 1
+    ntot = npo + nst
+    score = np.empty(ntot)  # -inf: not eligible (beyond its bankruptcy price at the ADL price, or no finite score)
+    cq = np.empty(ntot)
+    acct = np.empty(ntot)
+    pos = np.empty(ntot)
+    ranking = int(prm[P_ADL_RANKING])
+    for k in range(npo):
+        r = prow[k]
+        col = int(pool[r, C_SIDX])
+        cq[k] = pool[r, C_QTY]
+        acct[k] = S[R_ACCT, col]
+        pos[k] = S[R_POS, col]
+        score[k] = _adl_candidate_score(ranking, opp, cq[k], pool[r, C_ENTRY], pool[r, C_COLL], mark, price, tiers)
+    sq, se, sc, sa, sp = S[R_QTY], S[R_ENTRY], S[R_COLL], S[R_ACCT], S[R_POS]
+    for i in range(nst):  # the bulk: untouched positions, contiguous rows of the static array
+        cq[npo + i] = sq[cur + i]
+        acct[npo + i] = sa[cur + i]
+        pos[npo + i] = sp[cur + i]
+    if ranking == 0:
+        KA.scores_pnl_x_leverage(sq, se, sc, cur, nst, opp, mark, price, score, npo)
+    else:
+        for i in range(nst):
+            col = cur + i
+            score[npo + i] = _adl_candidate_score(ranking, opp, sq[col], se[col], sc[col], mark, price, tiers)
+    n_open = ntot
+    if early.size:
+        for i in range(nst):
+            if early[off + cur + i] >= 0:  # in the pool already (counted there when open)
+                score[npo + i] = -np.inf
+                n_open -= 1
+    if n_open == 0:
+        st[S_SHORTFALL] += qty
+        return 0.0, pool, work, early
+    n_eligible = 0
+    for k in range(ntot):
+        if score[k] > -np.inf:
+            n_eligible += 1
+    policy = int(prm[P_ADL_POLICY])
+    if policy == KA.POLICY_QUEUE:
+        order = KA.top_ranked(score, acct, pos, cq, ntot, n_eligible, qty)
+    else:
+        order = KA.eligible(score, ntot)
+        KA.rank_order(order, score, acct, pos)
+    m = order.size
+    qs = np.empty(m)
+    for j in range(m):
+        qs[j] = cq[order[j]]
+    if policy == KA.POLICY_QUEUE:
+        take = KA.queue_take(qs, qty)
+    else:
+        eqs = np.empty(m)
+        for j in range(m):
+            k = order[j]
+            if k < npo:
+                e, c = pool[prow[k], C_ENTRY], pool[prow[k], C_COLL]
+            else:
+                e, c = se[cur + k - npo], sc[cur + k - npo]
+            eqs[j] = max(c + opp * qs[j] * (mark - e), 1e-12)
+        take = KA.pro_rata_take(policy, qty, qs, eqs, mark, prm[P_PRO_RATA_CAP])
+    nh = 0
+    n_static = 0
+    for j in range(m):
+        if take[j] > 0:
+            nh += 1
+            if order[j] >= npo:
+                n_static += 1
+    if nh == 0:
+        st[S_SHORTFALL] += qty
+        return 0.0, pool, work, early
+    if n_static:
+        pool, work = _grow(pool, work, ist[K_NPOOL] + n_static)
+        if early.size == 0:
+            early = np.full(Ls.shape[1] + Ss.shape[1], -1, dtype=np.int64)
+    th = np.empty(nh)
+    realized = np.empty(nh)
+    fee = np.empty(nh)
+    notional = np.empty(nh)
+    haircut = np.empty(nh)
+    rate = prm[P_ADL_MAKER_FEE]
+    i = 0
+    for j in range(m):
+        t = take[j]
+        if not t > 0:
+            continue
+        k = order[j]
+        pooled = k < npo
+        if pooled:
+            r = prow[k]
+        else:
+            col = cur + k - npo
+            r = _pool_static(S, col, opp, pool, ist)
+            early[off + col] = r
+        th[i] = t
+        realized[i] = opp * t * (price - pool[r, C_ENTRY])
+        pool[r, C_COLL] += realized[i]
+        pool[r, C_QTY] -= t
+        fee[i] = 0.0
+        if rate > 0:  # the deleveraged trader pays the maker fee on the ADL fill (Bybit)
+            fee[i] = min(rate * t * abs(price), max(pool[r, C_COLL], 0.0))
+            pool[r, C_COLL] -= fee[i]
+        notional[i] = t * price
+        haircut[i] = max(opp * t * (mark - price), 0.0)
+        if pool[r, C_QTY] <= DUST_QTY:
+            pool[r, C_QTY] = 0.0   # closed: its collateral is the trader's free balance (kept in C_COLL)
+        pool[r, C_LP] = liquidation_price(opp, pool[r, C_QTY], pool[r, C_ENTRY], pool[r, C_COLL], tiers)
+        if pooled:
+            _rekey_pooled(r, pool, work, ist)
+        elif pool[r, C_QTY] > 0:
+            _push_pooled(r, pool, work, ist)
+        i += 1
+    done = pairwise_sum(th, 0, nh)
+    st[S_MARKET] -= pairwise_sum(realized, 0, nh)
+    if rate > 0:
+        st[S_FEE_POOL] += pairwise_sum(fee, 0, nh)
+    backstop_trade(st, -inv_side, done, price)
+    st[S_HAIRCUT] += pairwise_sum(haircut, 0, nh)
+    st[S_ADL_NOTIONAL] += pairwise_sum(notional, 0, nh)
+    st[S_ADL_COUNT] += nh
+    if done < qty - DUST_QTY:
+        st[S_SHORTFALL] += qty - done
+    return done, pool, work, early
+
+
+@njit(**_JIT)
+def backstop_checks(mark, prev_mark, st, prm, tiers, pool, work, ist, Ls, Ss, early):
+    """``CascadeEngine._backstop_checks``: ADL when the backstop cannot accept its inventory.
 
     Triggers and quantities as the general engine's: a loss beyond ``adl_loss_fraction`` x cash asks for
     the least quantity that brings the loss on the rest back within it; else the excess over the
-    net-notional cap. A counterparty is eligible when it stays solvent at the ADL price and has a
-    finite ranking score (equity > 0 at mark); with any eligible one, every ADL policy closes some.
+    net-notional cap (``max_net_notional_ratio`` x equity at mark). The fill price is the inventory's
+    entry (the liquidated orders' bankruptcy price), the previous mark, or the mark (bankruptcy price
+    while the fund's equity is below ``bankruptcy_below_fund_fraction`` of its start).
 
     Returns:
-        True when ADL would close at least one counterparty (the path needs the general engine).
-        A trigger without any eligible counterparty records the shortfall, as the general engine does.
+        ``(done, pool, work, early)`` as :func:`adl` (``done`` 0 when nothing was deleveraged).
     """
     inv = st[S_INV]
     if inv == 0:
-        return False
-    price = st[S_INVE] if prm[P_ADL_PRICE_BANKRUPTCY] > 0 else prev_mark
+        return 0.0, pool, work, early
+    mode = prm[P_ADL_PRICE]
+    if mode == 0:
+        price = st[S_INVE]
+    elif mode == 1:
+        price = prev_mark
+    elif st[S_CASH] + inv * (mark - st[S_INVE]) < prm[P_ADL_BANKRUPTCY_BELOW] * prm[P_FUND_USD]:
+        price = st[S_INVE]
+    else:
+        price = mark
     upnl = inv * (mark - st[S_INVE])
-    qty = 0.0
     cash = max(st[S_CASH], 0.0)
     f = prm[P_ADL_LOSS_FRACTION]
     if -upnl > f * cash:
@@ -751,27 +890,15 @@ def backstop_checks(mark, prev_mark, st, prm, tiers, pool, ist, Ls, Ss):
         loss = -inv_side * (mark - st[S_INVE])
         realized = inv_side * (price - st[S_INVE])
         denom = loss + f * realized
-        qty = size if denom <= 0 else min(size, (size * loss - f * cash) / denom * (1.0 + 1e-9))
-    elif prm[P_MAX_NET_RATIO] > 0:
+        need = size if denom <= 0 else min(size, (size * loss - f * cash) / denom * (1.0 + 1e-9))
+        return adl(need, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early)
+    if prm[P_MAX_NET_RATIO] > 0:
         equity = st[S_CASH] + inv * (mark - st[S_INVE])
         cap_usd = prm[P_MAX_NET_RATIO] * max(equity, 0.0)
         excess = abs(inv) - cap_usd / mark
         if excess > DUST_QTY:
-            qty = excess
-    if qty <= DUST_QTY:
-        return False
-    opp = -1.0 if inv > 0 else 1.0
-    ranking = int(prm[P_ADL_RANKING])
-    for r in range(ist[K_NPOOL]):
-        if pool[r, C_SIDE] == opp and pool[r, C_QTY] > 0:
-            if _adl_eligible(pool[r, C_QTY], pool[r, C_ENTRY], pool[r, C_COLL], opp, mark, price, ranking, tiers):
-                return True
-    S = Ls if opp > 0 else Ss
-    for i in range(ist[K_CL] if opp > 0 else ist[K_CS], S.shape[1]):
-        if _adl_eligible(S[R_QTY, i], S[R_ENTRY, i], S[R_COLL, i], opp, mark, price, ranking, tiers):
-            return True
-    st[S_SHORTFALL] += qty  # no open or no eligible counterparty
-    return False
+            return adl(excess, price, mark, st, prm, tiers, pool, work, ist, Ls, Ss, early)
+    return 0.0, pool, work, early
 
 
 @njit(**_JIT)
@@ -791,19 +918,22 @@ def unwind(exo, mark, dt_s, st, prm, bid, ask):
     execute(sign, exo, buf[0:1], buf[1:2], st, prm, bid if inv > 0 else ask, buf[2:3], buf[3:4])
     if buf[2] <= 0:
         return
+    st[S_MKT_NET] += sign * buf[2]
     backstop_trade(st, float(sign), buf[2], buf[3] / buf[2])  # a sale (sign -1) reduces a long inventory
 
 
 # =========================================================================== one round
 @njit(**_JIT)
-def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, pool, work, Ls, Ss, check_only):
-    """``CascadeEngine._round`` at a fixed mark over the pooled candidates.
+def liquidation_round(t, exo, mark, st, ist, prm, tiers, bid, ask, pool, work, check_only):
+    """``CascadeEngine._round`` at a fixed mark over the pooled candidates, up to its backstop checks.
 
     With ``check_only`` it is ``CascadeEngine._has_liquidatable`` instead: no state changes, and the
     return value is ``RET_PROGRESS`` if any candidate is below its maintenance margin, else ``RET_NONE``.
 
     Returns:
-        ``RET_NONE`` (no fill and no takeover), ``RET_PROGRESS``, or ``RET_GENERAL`` (ADL would happen).
+        ``RET_NONE`` (no position below maintenance margin: the engine's round ends before its backstop
+        checks), ``RET_PROGRESS`` (a fill or a takeover) or ``RET_STUCK`` (neither); after the last two
+        the caller runs :func:`backstop_checks`, whose ADL also counts as progress.
     """
     nc = _pop_candidates(mark, work, ist)
     if nc == 0:
@@ -854,7 +984,9 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
         if frac > 0 and eqL[i] < frac * mmL[i]:
             s = pool[r, C_SIDE]
             qb = pool[r, C_QTY]
-            pool[r, C_COLL] += s * qb * (mark - pool[r, C_ENTRY])  # realized at mark
+            realized = s * qb * (mark - pool[r, C_ENTRY])  # realized at mark
+            pool[r, C_COLL] += realized
+            st[S_MARKET] -= realized
             sb[0, nb] = pool[r, C_COLL]  # handed to the vault (the account's equity, may be negative)
             lb[nb] = max(pool[r, C_COLL], 0.0)
             nb += 1
@@ -942,7 +1074,10 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
             if fq[i] > 0:
                 r = M[i]
                 s = pool[r, C_SIDE]
-                pool[r, C_COLL] += s * (notional[i] - fq[i] * pool[r, C_ENTRY])  # realized PnL
+                realized = s * (notional[i] - fq[i] * pool[r, C_ENTRY])  # realized PnL
+                pool[r, C_COLL] += realized
+                st[S_MARKET] -= realized
+                st[S_MKT_NET] -= s * fq[i]
                 fee = min(rate * notional[i], max(pool[r, C_COLL], 0.0))     # clearance fee, capped
                 pool[r, C_COLL] -= fee
                 sb[0, n_filled] = fee
@@ -978,6 +1113,7 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
                     if eq2 < maintenance_margin(qr * mark, tiers):
                         lb[ntl + nts] = max(eq2, 0.0)  # equity at mark surrendered to the fund
                         bpt = e - s * pool[r, C_COLL] / qr
+                        st[S_MARKET] += pool[r, C_COLL]  # the collateral left covers the loss to the bankruptcy price
                         pool[r, C_COLL] = 0.0
                         pool[r, C_QTY] = 0.0
                         if s > 0:
@@ -1011,18 +1147,17 @@ def liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, po
         if pool[r, C_QTY] > 0:
             _push_pooled(r, pool, work, ist)
     ist[K_ACC_N] += n_events
-    if backstop_checks(mark, prev_mark, st, prm, tiers, pool, ist, Ls, Ss):
-        return RET_GENERAL
     if fill_total > 0 or takeover_total > 0:
         return RET_PROGRESS
-    return RET_NONE
+    return RET_STUCK
 
 
 # =========================================================================== one path
 @njit(**_JIT)
-def _admit(mark, Ls, Ss, pool, work, ist):
+def _admit(mark, Ls, Ss, pool, work, ist, early):
     """Advance both cursors: static positions past the prefilter join the pool as the next round's
     first candidates (``work[W_CAND]``, ``ist[K_FRESH]``); the round puts the ones left open on a heap.
+    Positions an ADL already moved into the pool (``early``) are on their heap and are skipped.
 
     Returns:
         ``(pool, work)``, reallocated (doubled) when the pool was full.
@@ -1036,37 +1171,40 @@ def _admit(mark, Ls, Ss, pool, work, ist):
     cs = ist[K_CS]
     while cs < Ss.shape[1] and Ss[R_LP, cs] < thr_s:
         cs += 1
-    need = ist[K_NPOOL] + (cl - ist[K_CL]) + (cs - ist[K_CS])
-    cap = pool.shape[0]
-    if need > cap:
-        cap = max(2 * cap, need)
-        pool2 = np.empty((cap, N_COLS))
-        work2 = np.empty((N_WORK, cap))
-        for i in range(ist[K_NPOOL]):  # explicit loops: slice assignment costs seconds of compile time
-            for c in range(N_COLS):
-                pool2[i, c] = pool[i, c]
-        for w in range(N_WORK):
-            for i in range(pool.shape[0]):
-                work2[w, i] = work[w, i]
-        pool, work = pool2, work2
+    pool, work = _grow(pool, work, ist[K_NPOOL] + (cl - ist[K_CL]) + (cs - ist[K_CS]))
     for h in range(2):
         S = Ls if h == 0 else Ss
         end = cl if h == 0 else cs
+        off = 0 if h == 0 else Ls.shape[1]
         for i in range(ist[K_CL + h], end):
-            r = ist[K_NPOOL]
-            pool[r, C_POS] = S[R_POS, i]
-            pool[r, C_SIDE] = 1.0 if h == 0 else -1.0
-            pool[r, C_QTY] = S[R_QTY, i]
-            pool[r, C_ENTRY] = S[R_ENTRY, i]
-            pool[r, C_COLL] = S[R_COLL, i]
-            pool[r, C_LP] = S[R_LP, i]
-            pool[r, C_COOL] = -np.inf
-            ist[K_NPOOL] = r + 1
+            if early.size and early[off + i] >= 0:
+                continue
+            r = _pool_static(S, i, 1.0 if h == 0 else -1.0, pool, ist)
             work[W_CAND, ist[K_FRESH]] = r  # a candidate of the coming round (no heap round trip)
             ist[K_FRESH] += 1
     ist[K_CL] = cl
     ist[K_CS] = cs
     return pool, work
+
+
+@njit(**_JIT)
+def _money_checks(st, prm, pool, ist, Ls, Ss):
+    """``CascadeEngine.conservation`` without the ledger: ``(ledger_imbalance_usd, open_interest_mismatch_qty)``.
+
+    The balance change of every party: traders (collateral and free balances of the positions the
+    path touched: the others did not move), backstop cash, the market, bad debt (the party's balance
+    is minus the realized bad debt) and the fee pool; and the inside net position change (traders and
+    backstop inventory) minus the net purchases from the market.
+    """
+    traders = 0.0
+    net_qty = 0.0
+    for r in range(ist[K_NPOOL]):
+        S = Ls if pool[r, C_SIDE] > 0 else Ss
+        col = int(pool[r, C_SIDX])
+        traders += pool[r, C_COLL] - S[R_COLL, col]
+        net_qty += pool[r, C_SIDE] * (pool[r, C_QTY] - S[R_QTY, col])
+    imbalance = traders + (st[S_CASH] - prm[P_FUND_USD]) + st[S_MARKET] - st[S_BAD] + st[S_FEE_POOL]
+    return imbalance, net_qty + st[S_INV] - st[S_MKT_NET]
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
@@ -1082,8 +1220,8 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
         prices: float64 ``(P, T)`` exogenous prices (USD), column 0 the start of each path.
         prm: float64 ``(N_PARAMS,)`` venue and engine parameters.
         tiers: float64 ``(3, K)`` margin tiers (floors USD, rates, maintenance amounts USD).
-        Ls: float64 ``(5, NL)`` longs by descending starting liquidation price (rows ``lp`` USD, ``pos``
-            book index, ``qty`` base, ``entry`` USD, ``coll`` USD); ``Ss`` shorts by ascending LP.
+        Ls: float64 ``(6, NL)`` longs by descending starting liquidation price (rows ``lp`` USD, ``pos``
+            book index, ``qty`` base, ``entry`` USD, ``coll`` USD, ``account``); ``Ss`` shorts by ascending LP.
         bid, ask: float64 ``(4, K)`` packed depth curves.
         out_f, out_i, out_b: float64 ``(P, N_FOUT)``, int64 ``(P, N_IOUT)``, bool ``(P, N_BOUT)`` outputs.
         p0, p1: Rows to run.
@@ -1109,6 +1247,7 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
         ist = np.zeros(N_ISTATE, dtype=np.int64)
         pool = np.empty((64, N_COLS))
         work = np.empty((N_WORK, 64))
+        early = np.empty(0, dtype=np.int64)  # allocated when an ADL first reaches an untouched position
         mring = np.empty((2, n_t))
         m0 = 0
         m1 = 0
@@ -1125,7 +1264,6 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
         last = start
         prev_mark = price[0]
         prev_t = 0.0
-        flagged = False
         for step in range(n_t):
             t = t_s[step]
             if step:
@@ -1147,38 +1285,35 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
                 index = exo * st[S_PERM]
                 last = index * (1.0 - st[S_DBID] + st[S_DASK])
                 mark = mark_value(prm, index, last, dt, st[S_EMA], mring, m0, m1)
-                pool, work = _admit(mark, Ls, Ss, pool, work, ist)
+                pool, work = _admit(mark, Ls, Ss, pool, work, ist, early)
                 at_cap = rounds >= max_rounds
-                ret = liquidation_round(t, exo, mark, prev_mark, st, ist, prm, tiers, bid, ask, pool, work, Ls, Ss,
-                                        at_cap)
+                ret = liquidation_round(t, exo, mark, st, ist, prm, tiers, bid, ask, pool, work, at_cap)
                 if at_cap:  # the round cap: only whether a liquidatable position is left
                     cap_hit = ret == RET_PROGRESS
                     break
-                if ret == RET_GENERAL:
-                    flagged = True
-                    break
                 if ret == RET_NONE:
                     break
+                done, pool, work, early = backstop_checks(mark, prev_mark, st, prm, tiers, pool, work, ist, Ls, Ss,
+                                                          early)
+                if ret == RET_STUCK and not done > 0:
+                    break
                 rounds += 1
-            if not flagged:
-                if cap_hit:
-                    cap_hits += 1
-                # MarkPrice.commit: the step's final basis sample joins the history
-                basis = last - index
-                st[S_EMA] = _ema_with(dt, basis, window, st[S_EMA])
-                mring[0, m1] = dt
-                mring[1, m1] = basis
-                m1 += 1
-                span = 0.0
-                for k in range(m0, m1):
-                    span += mring[0, k]
-                while m1 > m0 and span - mring[0, m0] >= window:
-                    span -= mring[0, m0]
-                    m0 += 1
-                unwind(exo, mark, dt, st, prm, bid, ask)
-                flagged = backstop_checks(mark, prev_mark, st, prm, tiers, pool, ist, Ls, Ss)
-            if flagged:
-                break
+            if cap_hit:
+                cap_hits += 1
+            # MarkPrice.commit: the step's final basis sample joins the history
+            basis = last - index
+            st[S_EMA] = _ema_with(dt, basis, window, st[S_EMA])
+            mring[0, m1] = dt
+            mring[1, m1] = basis
+            m1 += 1
+            span = 0.0
+            for k in range(m0, m1):
+                span += mring[0, k]
+            while m1 > m0 and span - mring[0, m0] >= window:
+                span -= mring[0, m0]
+                m0 += 1
+            unwind(exo, mark, dt, st, prm, bid, ask)
+            _, pool, work, early = backstop_checks(mark, prev_mark, st, prm, tiers, pool, work, ist, Ls, Ss, early)
             rounds_max = max(rounds_max, rounds)
             liq_n += ist[K_ACC_N]
             liq_long += st[S_ACC_LONG]
@@ -1189,15 +1324,6 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
             prev_mark = mark
             prev_t = t
 
-        out_b[p, B_NEEDS_GENERAL] = flagged
-        if flagged:
-            for c in range(N_FOUT):
-                if c != F_EXO_MOVE:
-                    out_f[p, c] = np.nan
-            for c in range(N_IOUT):
-                out_i[p, c] = 0
-            out_b[p, B_DEPLETED] = st[S_LOSS_TRIG] > 0  # provisional: the general engine's rerun decides
-            continue
         final_move = (sim_min if direction < 0 else sim_max) * 100.0
         end_unrealized = st[S_INV] * (prev_mark - st[S_INVE])
         end_equity = st[S_CASH] + end_unrealized  # at the final mark
@@ -1212,14 +1338,15 @@ def run_block(t_s, prices, prm, tiers, Ls, Ss, bid, ask, out_f, out_i, out_b, p0
         out_f[p, F_FUND_END] = end_equity
         out_f[p, F_FUND_END_CASH] = st[S_CASH]
         out_f[p, F_INVENTORY] = st[S_INV]
-        out_f[p, F_BAD_DEBT] = max(0.0, -(st[S_TKPNL] + end_unrealized))  # no ADL haircut on kernel paths
+        out_f[p, F_BAD_DEBT] = max(0.0, -(st[S_TKPNL] + end_unrealized)) + st[S_HAIRCUT]
         out_f[p, F_BAD_DEBT_REALIZED] = st[S_BAD]
         out_f[p, F_BAD_DEBT_UNRECOVERED] = unrecovered
-        out_f[p, F_ADL_NOTIONAL] = 0.0
+        out_f[p, F_ADL_NOTIONAL] = st[S_ADL_NOTIONAL]
         out_f[p, F_ADL_SHORTFALL] = st[S_SHORTFALL]
         out_f[p, F_TRADER_LOSS] = st[S_TLOSS]
         out_i[p, I_LIQ_COUNT] = liq_n
         out_i[p, I_ROUNDS_MAX] = rounds_max
         out_i[p, I_CAP_HITS] = cap_hits
-        out_i[p, I_ADL_COUNT] = 0
+        out_i[p, I_ADL_COUNT] = int(st[S_ADL_COUNT])
+        out_f[p, F_LEDGER_IMBALANCE], out_f[p, F_OI_MISMATCH] = _money_checks(st, prm, pool, ist, Ls, Ss)
         out_b[p, B_DEPLETED] = unrecovered > 0 or end_equity <= 0 or st[S_LOSS_TRIG] > 0

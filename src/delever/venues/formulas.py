@@ -168,7 +168,10 @@ def adl_score(
             margin_ratio = np.where(equity > 0, maint_margin_usd / equity, 0.0)
             score = pnl_pct * margin_ratio
         elif ranking == "hyperliquid":
-            score = (mark_price / entry_price) ** side_f * notional / equity
+            # (mark/entry)^side as the ratio itself: a power of -1 is not correctly rounded everywhere
+            # (NumPy's and libm's differ in the last bit), the quotient is, so every engine ranks alike
+            ratio = np.where(side_f > 0, mark_price / entry_price, entry_price / mark_price)
+            score = ratio * notional / equity
         else:
             raise ValueError(f"unknown ADL ranking {ranking!r}")
     return np.where(equity > 0, score, -np.inf)
