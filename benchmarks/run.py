@@ -15,6 +15,10 @@ Figures (targets from the Monte Carlo issue in brackets; they are targets, not a
   liquidation totals [>= 1000].
 - dask_2_vs_1_workers: stress throughput of a Dask LocalCluster with 2 workers over 1 worker.
 - peak_bytes_per_position: peak resident memory added by the Monte Carlo run, per position [<= 100].
+- accounts_example_*: the account engine on examples/hyperliquid-2025-10-10-multi.toml as users run it (13 coins,
+  cross-margined accounts, its own book size), wall and position-steps per second.
+- accounts_vs_positions_ratio: the account engine over the one-instrument engine on the same one-instrument book
+  and paths (the cost of the general model), with the liquidation and ADL totals compared.
 Mesa comes with the bench extra: ``pip install -e ".[bench]"``.
 """
 
@@ -112,6 +116,41 @@ def bench_general(n: int, paths: int, steps: int) -> dict:
     wall = time.perf_counter() - t0
     return {"general_positions": n, "general_paths": paths, "general_wall_s": wall,
             "general_position_steps_per_s": n * paths * steps / wall}
+
+
+def bench_accounts(general_n: int, paths: int, steps: int) -> dict:
+    """Account engine: the 13-coin example as users run it, and against the one-instrument engine on one book."""
+    from delever.accounts_run import account_engine_for, execute_accounts, prepare_accounts
+    from delever.paths import PricePath
+    from delever.runner import make_engine
+    from delever.scenario import load_scenario, resolve_data_dir
+
+    prep = prepare_accounts(load_scenario(ROOT / "examples" / "hyperliquid-2025-10-10-multi.toml"), resolve_data_dir())
+    t0 = time.perf_counter()
+    summary, _, _ = execute_accounts(prep)
+    wall = time.perf_counter() - t0
+    out = {"accounts_example_positions": prep.book.n_positions, "accounts_example_steps": int(prep.path.t_s.size),
+           "accounts_example_wall_s": wall,
+           "accounts_example_position_steps_per_s": prep.book.n_positions * prep.path.t_s.size / wall}
+    one = _prepare(general_n, ["insurance_fund.initial_usd=1e7"])
+    t_s, prices = _gbm_paths(one, paths, steps, 60.0, seed=3)
+    t_old = t_new = 0.0
+    same = True
+    for p in range(paths):
+        path = PricePath(t_s, prices[p], "stress", "bench", None)
+        one.path = path
+        a = time.perf_counter()
+        old = make_engine(one, path)
+        old.run()
+        b = time.perf_counter()
+        new = account_engine_for(one)
+        new.run()
+        c = time.perf_counter()
+        t_old, t_new = t_old + b - a, t_new + c - b
+        same &= int(new.per.liquidation_count.sum()) == old.totals.liquidations and bool(
+            np.isclose(new.per.adl_notional_usd.sum(), old.totals.adl_notional_usd, rtol=1e-9, atol=1e-6))
+    out.update({"accounts_vs_positions_ratio": t_new / t_old, "accounts_vs_positions_identical_totals": same})
+    return out
 
 
 def bench_small_case(n: int) -> dict:
@@ -242,6 +281,7 @@ def main() -> None:
     results.update(bench_mc(size["n"], size["paths"], size["steps"]))
     results.update(bench_general(size["general_n"], size["general_paths"], size["steps"]))
     results.update(bench_small_case(size["small"]))
+    results.update(bench_accounts(size["general_n"], size["general_paths"], size["steps"]))
     results.update(bench_dask(size["dask_paths"], size["dask_n"]))
     results.update(bench_memory(size["n"], size["paths"], size["steps"]))
     if args.json:

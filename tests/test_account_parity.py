@@ -7,36 +7,13 @@ and fund.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from delever.engine.accounts import AccountEngine, InstrumentMarket
-from delever.engine.mark import MarkPrice
-from delever.market.impact import Impact
-from delever.model import AccountBook, InstrumentRegistry
-from delever.risk import TieredRisk
+from delever.accounts_run import account_engine_for
 from delever.runner import make_engine, prepare
 from delever.scenario import load_scenario, resolve_data_dir
-from delever.venues.components import venue_components
-
-
-def account_engine_for(prep) -> AccountEngine:
-    sc, b = prep.scenario, prep.book
-    reg = InstrumentRegistry.linear([b.instrument], settle=prep.venue.settle)
-    book = AccountBook.from_rows(reg, b.account, np.zeros(len(b), np.int32), b.side * b.qty, b.entry_price,
-                                 np.ones(len(b), bool), b.collateral_usd, np.zeros(len(b), np.int32))
-    imp, m = sc.market.impact, prep.venue.mark
-    market = InstrumentMarket(Impact(prep.depth, imp.permanent_fraction, imp.resilience_half_life_s, imp.max_walk_pct,
-                                     move_price=prep.path.mode != "replay"),
-                              MarkPrice(m.method, m.basis_window_s, m.funding_basis, m.funding_rate,
-                                        m.funding_interval_s, m.time_to_funding_s))
-    liq, bs, dl = venue_components(prep.venue)
-    return AccountEngine(book, TieredRisk((prep.tiers,)), [market], prep.path.t_s, prep.path.price[:, None], liq, bs,
-                         dl, sc.insurance_fund.initial_usd, max_rounds=sc.engine.max_rounds,
-                         replay=prep.path.mode == "replay")
-
 
 VENUES = {"binance-usdm": "BTCUSDT", "hyperliquid": "BTC"}
 

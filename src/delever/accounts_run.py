@@ -297,3 +297,26 @@ def execute_accounts(prep: PreparedAccounts) -> tuple[dict[str, object], dict[st
         "notes": prep.notes,
     }
     return summary, tables, time.perf_counter() - t0
+
+
+def account_engine_for(prep) -> AccountEngine:
+    """The account engine on a one-instrument prepared run (``delever.runner.prepare``): every position its own
+    account with one isolated margin group, the same depth, mark rule, path, fund and round cap. It gives the
+    one-instrument engine's decisions (``tests/test_account_parity.py``) on the venues the account engine runs.
+
+    Raises:
+        DeleverInputError: a venue the account engine does not run (``check_venue``).
+    """
+    sc, b = prep.scenario, prep.book
+    reg = InstrumentRegistry.linear([b.instrument], settle=prep.venue.settle)
+    book = AccountBook.from_rows(reg, b.account, np.zeros(len(b), np.int32), b.side * b.qty, b.entry_price,
+                                 np.ones(len(b), bool), b.collateral_usd, np.zeros(len(b), np.int32))
+    imp, m = sc.market.impact, prep.venue.mark
+    market = InstrumentMarket(Impact(prep.depth, imp.permanent_fraction, imp.resilience_half_life_s, imp.max_walk_pct,
+                                     move_price=prep.path.mode != "replay"),
+                              MarkPrice(m.method, m.basis_window_s, m.funding_basis, m.funding_rate,
+                                        m.funding_interval_s, m.time_to_funding_s))
+    liq, bs, dl = venue_components(prep.venue)
+    return AccountEngine(book, TieredRisk((prep.tiers,)), [market], prep.path.t_s, prep.path.price[:, None], liq, bs,
+                         dl, sc.insurance_fund.initial_usd, max_rounds=sc.engine.max_rounds,
+                         replay=prep.path.mode == "replay")
