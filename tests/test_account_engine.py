@@ -128,3 +128,43 @@ def test_cross_loss_on_one_coin_liquidates_the_others():
     assert r.liquidatable[0]
     # the ETH position alone (at its entry) was not the cause: equity 10k - 10k BTC loss = 0 < MM
     assert r.equity_usd[0] == pytest.approx(0.0, abs=1e-6)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(venue=st.sampled_from(VENUES), seed=st.integers(0, 2**31 - 1), n_ins=st.integers(1, 3),
+       rows=st.integers(20, 200), moves=st.lists(st.floats(-0.4, 0.2), min_size=3, max_size=3),
+       coin_share=st.floats(0.0, 1.0), haircut=st.sampled_from([0.0, 0.05, 0.1]), fund=st.sampled_from([0.0, 1e5]))
+def test_money_conserved_per_asset_with_coin_collateral(venue, seed, n_ins, rows, moves, coin_share, haircut, fund):
+    """Accounts margined partly in the first instrument's coin (Multi-Assets style, valued at its index after a
+    haircut): every asset is conserved on its own, and the coin's USD price follows its instrument's index."""
+    from delever.model import AccountBook, Asset, AssetRegistry, Instrument, InstrumentRegistry
+    from delever.model.instruments import base_of
+    from delever.risk import TieredRisk
+
+    rng = np.random.default_rng(seed)
+    start = np.array([100_000.0, 4_000.0, 200.0])[:n_ins]
+    usd_book = random_book(rng, n_ins, rows, start)
+    syms = usd_book.registry.symbols
+    coin = base_of(syms[0], "USDT")
+    reg = InstrumentRegistry(tuple(Instrument(s, "linear_perp", base_of(s, "USDT"), "USDT") for s in syms),
+                             AssetRegistry((Asset("USDT"), Asset(coin, price_from=syms[0]))))
+    b = usd_book
+    in_coin = rng.random(b.n_groups) < coin_share
+    balance = np.zeros((b.n_groups, 2))
+    balance[~in_coin, 0] = b.balance[~in_coin, 0]
+    balance[in_coin, 1] = b.balance[in_coin, 0] / start[0]
+    book = AccountBook(reg, b.account_id, b.group_account, b.group_isolated, b.pos_group, b.pos_instrument, b.pos_qty,
+                       b.pos_entry_price, balance).validate()
+    eng = make_engine(book, venue, _path(start, np.array(moves[:n_ins])), fund, 1e6)
+    eng.risk = TieredRisk(eng.risk.tiers, haircut=np.array([0.0, haircut]))
+    eng.run()
+    assert eng.asset_usd[1] == eng.index[0]
+    c = eng.conservation()
+    assert set(c["ledger_imbalance_by_asset"]) == {"USDT", coin}
+    scale = max(1.0, float((np.abs(book.balance) * np.array([1.0, start[0]])).sum()) + fund
+                + float((np.abs(book.pos_qty) * book.pos_entry_price).sum()))
+    for asset, v in c["ledger_imbalance_by_asset"].items():
+        assert abs(v) <= 1e-9 * scale, (asset, v)
+    assert c["state_drift_max"] <= 1e-9 * scale
+    for v in c["open_interest_mismatch_qty"].values():
+        assert abs(v) <= 1e-9 * max(1.0, float(np.abs(book.pos_qty).sum()))

@@ -156,6 +156,9 @@ class AccountEngine:
         self.funding = funding or FundingSchedule()
         K = len(reg.assets)
         self.asset_usd = np.array([a.usd_price for a in reg.assets.assets], dtype=np.float64)
+        # collateral assets priced by an instrument of the run follow its index (Binance Multi-Assets: index price)
+        self._asset_from = [(k, reg.code(a.price_from)) for k, a in enumerate(reg.assets.assets)
+                            if a.price_from is not None]
         self.party = INSURANCE_FUND if backstop.holder == "insurance_fund" else LIQUIDATOR_VAULT
         self.bs_cash = np.zeros(K)
         self.bs_cash[fund_asset] = float(insurance_fund_usd)
@@ -185,6 +188,8 @@ class AccountEngine:
         self.prev_mark = price[0].copy()
         self.index = price[0].copy()
         self.last = price[0].copy()
+        for k, i in self._asset_from:
+            self.asset_usd[k] = self.index[i]
 
     # ------------------------------------------------------------------ state helpers
     def _prices(self) -> Prices:
@@ -622,6 +627,8 @@ class AccountEngine:
                 exo = float(self.price_now[i])
                 self.index[i], self.last[i] = m.impact.reference(exo), m.impact.last(exo)
                 self.mark[i] = exo if self.replay else m.mark.value(self.index[i], self.last[i], dt, t)
+            for k, i in self._asset_from:
+                self.asset_usd[k] = self.index[i]
             self.ledger.at(step, 0, t)
             rates = self.funding.rates_due(t, dt, self.index, self.markets) if step else None
             if rates is not None:
