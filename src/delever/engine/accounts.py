@@ -39,6 +39,7 @@ from delever.liquidation import Backstop, Deleveraging, LiquidationPolicy
 from delever.market.impact import Impact
 from delever.model.accounts import AccountBook
 from delever.risk.base import GroupRisk, Prices, RiskModel
+from delever.risk.tiered import TieredRisk
 from delever.venues.formulas import adl_score
 
 FUNDING = MARKET   # funding is paid to / received from the outside holders of the other side (the market party)
@@ -184,6 +185,17 @@ class AccountEngine:
         self.settle = reg.settle_code[self.b.pos_instrument]
         self.fund_start_usd = float(insurance_fund_usd)
         self._start_net_qty = self._inside_net_qty()
+        # prefilter of the margin check (TieredRisk): groups whose cushion above maintenance at the last full check
+        # cannot have been used up by the price moves since are not re-evaluated
+        self._dirty = np.ones(self.b.n_groups, dtype=bool)
+        self._cushion = np.full(self.b.n_groups, -np.inf)
+        self._ref_mark = price[0].copy()
+        self._ref_asset_usd = np.zeros(K)
+        self._move_weight = None
+        if isinstance(risk, TieredRisk):
+            mmr_max = risk._mmr.max(axis=1)
+            cs = reg.contract_size[self.b.pos_instrument]
+            self._move_weight = cs * (1.0 + mmr_max[self.b.pos_instrument])   # x |qty| x |price move|
         self.mark = price[0].copy()
         self.prev_mark = price[0].copy()
         self.index = price[0].copy()
@@ -194,6 +206,49 @@ class AccountEngine:
     # ------------------------------------------------------------------ state helpers
     def _prices(self) -> Prices:
         return Prices(self.mark, self.index, self.asset_usd)
+
+    def _evaluate_near(self) -> GroupRisk:
+        """Risk of the margin groups that may be below maintenance now, exact for them.
+
+        With a tiered model, a group's ``equity - maintenance`` falls by at most
+        ``sum_j |q_j| cs (1 + max MMR) |mark move| + sum_k |balance_k| |asset price move|`` since the last full check;
+        groups whose cushion then exceeds that bound, and that no transfer touched, cannot be liquidatable and keep
+        their place (their entries read equity +inf, maintenance 0). Falls back to a full check when most groups are
+        candidates. Values of the candidates are computed exactly as a full check would (same per-group sums).
+        """
+        b = self.b
+        prices = self._prices()
+        if self._move_weight is None:
+            return self.risk.evaluate(b, prices)
+        move = np.abs(self.mark - self._ref_mark)[b.pos_instrument] * np.abs(b.pos_qty) * self._move_weight
+        bound = np.bincount(b.pos_group, weights=move, minlength=b.n_groups)
+        if self._asset_from:
+            bound += np.abs(b.balance) @ np.abs(self.asset_usd - self._ref_asset_usd)
+        cand = self._dirty | (bound >= self._cushion)
+        sel = cand[b.pos_group]
+        if sel.mean() > 0.5:
+            r = self.risk.evaluate(b, prices)
+            self._cushion = r.equity_usd - r.maint_usd
+            self._ref_mark = self.mark.copy()
+            self._ref_asset_usd = self.asset_usd.copy()
+            self._dirty[:] = False
+            return r
+        sub = AccountBook(b.registry, b.account_id, b.group_account, b.group_isolated, b.pos_group[sel],
+                          b.pos_instrument[sel], b.pos_qty[sel], b.pos_entry_price[sel], b.balance)
+        rs = self.risk.evaluate(sub, prices)
+        P = b.n_positions
+
+        def full(x: np.ndarray) -> np.ndarray:
+            out = np.zeros(P)
+            out[sel] = x
+            return out
+
+        far = ~cand
+        equity = np.where(far, np.inf, rs.equity_usd)
+        maint = np.where(far, 0.0, rs.maint_usd)
+        coll = None if rs.collateral_usd is None else np.where(far, np.inf, rs.collateral_usd)
+        return GroupRisk(equity, maint, np.where(far, 0.0, rs.initial_usd), full(rs.pos_upnl_usd),
+                         full(rs.pos_maint_usd), full(rs.pos_notional_usd), coll)
 
     def _money(self) -> dict[str, np.ndarray]:
         """Each party group's holdings per asset as its start plus every logged change, summed exactly (math.fsum),
@@ -236,6 +291,7 @@ class AccountEngine:
         g = self.b.pos_group[pos]
         k = self.settle[pos]
         np.add.at(self.b.balance, (g, k), amount)
+        self._dirty[g] = True
         for a in np.unique(k):
             m = k == a
             self._party_log["traders"][int(a)].append(np.array(amount[m], dtype=np.float64))
@@ -313,6 +369,7 @@ class AccountEngine:
             self._move("backstop", a, amt)
             self._party_log["traders"][a].append(-amt)
             self.b.balance[groups, a] = 0.0
+            self._dirty[groups] = True
             self.ledger.transfer(kind, a, self.b.account_id[self.b.group_account[groups]], self.party, amt,
                                  self.asset_usd[a])
             if self.bs_cash[a] < 0:
@@ -546,7 +603,7 @@ class AccountEngine:
         """One liquidation round at fixed marks. Returns True if anything changed."""
         self.ledger.at(step, rnd, t)
         b = self.b
-        r = self.risk.evaluate(b, self._prices())
+        r = self._evaluate_near()
         liq_groups = np.flatnonzero(r.liquidatable)
         progress = 0.0
         self._round_liquidated: list[np.ndarray] = []
