@@ -185,12 +185,21 @@ class AccountEngine:
         self.settle = reg.settle_code[self.b.pos_instrument]
         self.fund_start_usd = float(insurance_fund_usd)
         self._start_net_qty = self._inside_net_qty()
-        # prefilter of the margin check (TieredRisk): groups whose cushion above maintenance at the last full check
-        # cannot have been used up by the price moves since are not re-evaluated
-        self._dirty = np.ones(self.b.n_groups, dtype=bool)
-        self._cushion = np.full(self.b.n_groups, -np.inf)
+        # the engine's risk arrays (filled group by group, see _evaluate_groups) and the margin-check prefilter
+        G, P = self.b.n_groups, self.b.n_positions
+        self._risk = GroupRisk(np.zeros(G), np.zeros(G), np.zeros(G), np.zeros(P), np.zeros(P), np.zeros(P),
+                               np.zeros(G))
+        self._upnl_g = np.zeros(G)
+        self._coll_g = np.zeros(G)
+        self._gpos_order = np.argsort(self.b.pos_group, kind="stable")
+        self._gpos_start = np.searchsorted(self.b.pos_group[self._gpos_order], np.arange(G + 1))
+        self._dirty = np.ones(G, dtype=bool)
+        self._dirty_list: list[np.ndarray] = []
+        self._trigger_order: np.ndarray | None = None
+        self._trigger_f = np.zeros(G)
+        self._trigger_sorted = np.zeros(0)
         self._ref_mark = price[0].copy()
-        self._ref_asset_usd = np.zeros(K)
+        self._ref_asset_usd = np.ones(K)
         self._move_weight = None
         if isinstance(risk, TieredRisk):
             mmr_max = risk._mmr.max(axis=1)
@@ -207,48 +216,91 @@ class AccountEngine:
     def _prices(self) -> Prices:
         return Prices(self.mark, self.index, self.asset_usd)
 
-    def _evaluate_near(self) -> GroupRisk:
-        """Risk of the margin groups that may be below maintenance now, exact for them.
+    # ------------------------------------------------------------------ margin checks
+    def _positions_of(self, groups: np.ndarray) -> np.ndarray:
+        """Positions (ascending) of margin ``groups``: int64 (group -> positions index built once)."""
+        if groups.size == 0:
+            return np.zeros(0, np.int64)
+        lo, hi = self._gpos_start[groups], self._gpos_start[groups + 1]
+        n = hi - lo
+        idx = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
+        return np.sort(self._gpos_order[idx])
 
-        With a tiered model, a group's ``equity - maintenance`` falls by at most
-        ``sum_j |q_j| cs (1 + max MMR) |mark move| + sum_k |balance_k| |asset price move|`` since the last full check;
-        groups whose cushion then exceeds that bound, and that no transfer touched, cannot be liquidatable and keep
-        their place (their entries read equity +inf, maintenance 0). Falls back to a full check when most groups are
-        candidates. Values of the candidates are computed exactly as a full check would (same per-group sums).
+    def _evaluate_groups(self, groups: np.ndarray) -> GroupRisk:
+        """Evaluate margin ``groups`` (ascending, unique) exactly and store their figures in the engine's risk arrays.
+
+        The model sees a book of just these groups (renumbered), so its cost is that of their positions; each
+        group's sums run over its positions in the same order as in the whole book, so the figures are those a
+        full check gives. Returns the engine's :class:`GroupRisk` (arrays of the whole book; entries of groups not
+        evaluated since keep older values and must not be read).
         """
         b = self.b
-        prices = self._prices()
-        if self._move_weight is None:
-            return self.risk.evaluate(b, prices)
-        move = np.abs(self.mark - self._ref_mark)[b.pos_instrument] * np.abs(b.pos_qty) * self._move_weight
-        bound = np.bincount(b.pos_group, weights=move, minlength=b.n_groups)
-        if self._asset_from:
-            bound += np.abs(b.balance) @ np.abs(self.asset_usd - self._ref_asset_usd)
-        cand = self._dirty | (bound >= self._cushion)
-        sel = cand[b.pos_group]
-        if sel.mean() > 0.5:
-            r = self.risk.evaluate(b, prices)
-            self._cushion = r.equity_usd - r.maint_usd
+        pos = self._positions_of(groups)
+        local = np.searchsorted(groups, b.pos_group[pos])
+        sub = AccountBook(b.registry, b.account_id, b.group_account[groups], b.group_isolated[groups], local,
+                          b.pos_instrument[pos], b.pos_qty[pos], b.pos_entry_price[pos], b.balance[groups])
+        rs = self.risk.evaluate(sub, self._prices())
+        r = self._risk
+        r.equity_usd[groups], r.maint_usd[groups], r.initial_usd[groups] = rs.equity_usd, rs.maint_usd, rs.initial_usd
+        r.pos_upnl_usd[pos], r.pos_maint_usd[pos], r.pos_notional_usd[pos] = (rs.pos_upnl_usd, rs.pos_maint_usd,
+                                                                             rs.pos_notional_usd)
+        self._upnl_g[groups] = np.bincount(local, weights=rs.pos_upnl_usd, minlength=groups.size)
+        self._coll_g[groups] = (rs.collateral_usd if rs.collateral_usd is not None
+                                else rs.equity_usd - self._upnl_g[groups])
+        return r
+
+    def _evaluate_all(self) -> GroupRisk:
+        """A full margin check; resets the prefilter (cushions, reference prices, touched groups)."""
+        groups = np.arange(self.b.n_groups)
+        r = self._evaluate_groups(groups)
+        if self._move_weight is not None:
+            b = self.b
+            exposure = np.bincount(b.pos_group, weights=np.abs(b.pos_qty) * self._move_weight
+                                   * self.mark[b.pos_instrument], minlength=b.n_groups)
+            if self._asset_from:
+                exposure += np.abs(b.balance) @ self.asset_usd
+            cushion = r.equity_usd - r.maint_usd
+            with np.errstate(divide="ignore", invalid="ignore"):
+                f = np.where(exposure > 0, cushion / exposure, np.where(cushion > 0, np.inf, -np.inf))
+            self._trigger_f = f
+            self._trigger_order = np.argsort(f, kind="stable")
+            self._trigger_sorted = f[self._trigger_order]
             self._ref_mark = self.mark.copy()
             self._ref_asset_usd = self.asset_usd.copy()
-            self._dirty[:] = False
-            return r
-        sub = AccountBook(b.registry, b.account_id, b.group_account, b.group_isolated, b.pos_group[sel],
-                          b.pos_instrument[sel], b.pos_qty[sel], b.pos_entry_price[sel], b.balance)
-        rs = self.risk.evaluate(sub, prices)
-        P = b.n_positions
+        self._dirty[:] = False
+        self._dirty_list = []
+        return r
 
-        def full(x: np.ndarray) -> np.ndarray:
-            out = np.zeros(P)
-            out[sel] = x
-            return out
+    def _liquidatable_now(self) -> tuple[GroupRisk, np.ndarray]:
+        """The risk arrays and the margin groups below maintenance now (ascending).
 
-        far = ~cand
-        equity = np.where(far, np.inf, rs.equity_usd)
-        maint = np.where(far, 0.0, rs.maint_usd)
-        coll = None if rs.collateral_usd is None else np.where(far, np.inf, rs.collateral_usd)
-        return GroupRisk(equity, maint, np.where(far, 0.0, rs.initial_usd), full(rs.pos_upnl_usd),
-                         full(rs.pos_maint_usd), full(rs.pos_notional_usd), coll)
+        Prefilter (tiered models): since the last full check, a group's ``equity - maintenance`` has fallen by at
+        most ``M x exposure``, with ``M`` the largest relative move of any mark (and priced collateral asset) and
+        ``exposure = sum_j |q_j| cs (1 + max MMR) mark_ref + sum_k |balance_k| price_ref``; groups whose cushion /
+        exposure exceeds ``M`` (kept sorted) and that no transfer touched cannot be liquidatable and are not
+        evaluated. A full check runs when half the book is a candidate.
+        """
+        b = self.b
+        if self._move_weight is None or self._trigger_order is None:
+            r = self._evaluate_all()
+            return r, np.flatnonzero((r.equity_usd < r.maint_usd) & (r.maint_usd > 0))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            m = float(np.max(np.abs(self.mark / self._ref_mark - 1.0)))
+            if self._asset_from:
+                k = [a for a, _ in self._asset_from]
+                m = max(m, float(np.max(np.abs(self.asset_usd[k] / self._ref_asset_usd[k] - 1.0))))
+        n = int(np.searchsorted(self._trigger_sorted, m, side="right"))
+        cand = self._trigger_order[:n]
+        if self._dirty_list:
+            touched = np.concatenate(self._dirty_list)       # unique: a group enters the list once
+            cand = np.concatenate([cand, touched[self._trigger_f[touched] > m]])
+        cand = np.sort(cand)
+        if cand.size > 0.5 * b.n_groups:
+            r = self._evaluate_all()
+            return r, np.flatnonzero((r.equity_usd < r.maint_usd) & (r.maint_usd > 0))
+        r = self._evaluate_groups(cand)
+        liq = (r.equity_usd[cand] < r.maint_usd[cand]) & (r.maint_usd[cand] > 0)
+        return r, cand[liq]
 
     def _money(self) -> dict[str, np.ndarray]:
         """Each party group's holdings per asset as its start plus every logged change, summed exactly (math.fsum),
@@ -284,6 +336,14 @@ class AccountEngine:
     def _account_of(self, pos: np.ndarray) -> np.ndarray:
         return self.b.account_id[self.b.group_account[self.b.pos_group[pos]]]
 
+    def _touch(self, groups: np.ndarray) -> None:
+        """Margin groups whose balances or positions changed: checked again whatever the prices do."""
+        new = groups[~self._dirty[groups]]
+        if new.size:
+            new = _unique(new)
+            self._dirty[new] = True
+            self._dirty_list.append(new)
+
     def _credit(self, kind: str, pos: np.ndarray, amount: np.ndarray, payer: int) -> None:
         """``payer`` pays ``amount`` (settlement-asset units, signed) to the groups of positions ``pos``."""
         if pos.size == 0:
@@ -291,7 +351,7 @@ class AccountEngine:
         g = self.b.pos_group[pos]
         k = self.settle[pos]
         np.add.at(self.b.balance, (g, k), amount)
-        self._dirty[g] = True
+        self._touch(g)
         for a in np.unique(k):
             m = k == a
             self._party_log["traders"][int(a)].append(np.array(amount[m], dtype=np.float64))
@@ -319,8 +379,11 @@ class AccountEngine:
         q = b.pos_qty[pos]
         mm_g = r.maint_usd[g]
         w = np.where(mm_g > 0, r.pos_maint_usd[pos] / np.where(mm_g > 0, mm_g, 1.0), 0.0)
-        upnl_g = np.bincount(b.pos_group, weights=r.pos_upnl_usd, minlength=b.n_groups)
-        coll = r.collateral_usd if r.collateral_usd is not None else r.equity_usd - upnl_g
+        if r is self._risk:
+            upnl_g, coll = self._upnl_g, self._coll_g
+        else:   # figures from outside the engine (a whole-book GroupRisk)
+            upnl_g = np.bincount(b.pos_group, weights=r.pos_upnl_usd, minlength=b.n_groups)
+            coll = r.collateral_usd if r.collateral_usd is not None else r.equity_usd - upnl_g
         u = r.pos_upnl_usd[pos]
         with np.errstate(divide="ignore", invalid="ignore"):
             return b.pos_entry_price[pos] - np.sign(q) * (coll[g] * w + (upnl_g[g] - u) * w - u * (1.0 - w)) / np.abs(q)
@@ -369,7 +432,7 @@ class AccountEngine:
             self._move("backstop", a, amt)
             self._party_log["traders"][a].append(-amt)
             self.b.balance[groups, a] = 0.0
-            self._dirty[groups] = True
+            self._touch(groups)
             self.ledger.transfer(kind, a, self.b.account_id[self.b.group_account[groups]], self.party, amt,
                                  self.asset_usd[a])
             if self.bs_cash[a] < 0:
@@ -378,7 +441,8 @@ class AccountEngine:
     def _takeover(self, step, rnd, t, groups: np.ndarray, r: GroupRisk, at_mark: bool) -> int:
         """The backstop takes every open position of ``groups`` (at bankruptcy prices or at mark) and their balances."""
         b = self.b
-        pos = np.flatnonzero(np.isin(b.pos_group, groups) & (b.pos_qty != 0))
+        pos = self._positions_of(groups)
+        pos = pos[b.pos_qty[pos] != 0]
         if pos.size == 0:
             return 0
         q = b.pos_qty[pos].copy()
@@ -506,15 +570,13 @@ class AccountEngine:
         if cand.size == 0:
             self.totals.adl_shortfall_qty += need
             return 0.0
-        r = self.risk.evaluate(b, self._prices())
+        r = self._evaluate_groups(_unique(b.pos_group[cand]))
         q = np.abs(b.pos_qty[cand])
         e = b.pos_entry_price[cand]
         s = np.sign(b.pos_qty[cand])
         g = b.pos_group[cand]
         # the account's wallet as this position sees it: collateral plus the other positions' PnL
-        upnl_g = np.bincount(b.pos_group, weights=r.pos_upnl_usd, minlength=b.n_groups)
-        coll = r.collateral_usd if r.collateral_usd is not None else r.equity_usd - upnl_g
-        wallet = coll[g] + (upnl_g[g] - r.pos_upnl_usd[cand])
+        wallet = self._coll_g[g] + (self._upnl_g[g] - r.pos_upnl_usd[cand])
         ok = wallet + s * q * (price - e) > 0        # never closed beyond its own bankruptcy
         score = adl_score(rule.ranking, s.astype(np.int8), q, e, wallet, self.mark[ins], r.pos_maint_usd[cand])
         ok &= np.isfinite(score)
@@ -603,8 +665,7 @@ class AccountEngine:
         """One liquidation round at fixed marks. Returns True if anything changed."""
         self.ledger.at(step, rnd, t)
         b = self.b
-        r = self._evaluate_near()
-        liq_groups = np.flatnonzero(r.liquidatable)
+        r, liq_groups = self._liquidatable_now()
         progress = 0.0
         self._round_liquidated: list[np.ndarray] = []
         if liq_groups.size == 0:   # nothing to liquidate: the backstop is checked again at the end of the step
@@ -617,12 +678,14 @@ class AccountEngine:
                     progress += self._takeover(step, rnd, t, deep, r, at_mark=True)
                     liq_groups = np.setdiff1d(liq_groups, deep, assume_unique=True)
             if liq_groups.size:
-                pos = np.flatnonzero(np.isin(b.pos_group, liq_groups) & (b.pos_qty != 0))
+                pos = self._positions_of(liq_groups)
+                pos = pos[b.pos_qty[pos] != 0]
                 order, planned = self._orders(pos, r, t)
                 progress += self._fill_orders(step, rnd, t, pos, order, planned, r)
                 if self.liq.takeover_after_orders:
-                    r2 = self.risk.evaluate(b, self._prices())
-                    still = liq_groups[r2.liquidatable[liq_groups]]
+                    r2 = self._evaluate_groups(liq_groups)
+                    still = liq_groups[(r2.equity_usd[liq_groups] < r2.maint_usd[liq_groups])
+                                       & (r2.maint_usd[liq_groups] > 0)]
                     if still.size:
                         progress += self._takeover(step, rnd, t, still, r2, at_mark=self.bs_rule.takeover_price == "mark")
         if self._round_liquidated:   # one liquidation event per position per round (an order and its takeover)
@@ -697,8 +760,7 @@ class AccountEngine:
             rounds = 0
             while True:
                 if rounds >= self.max_rounds:
-                    r = self.risk.evaluate(self.b, self._prices())
-                    if r.liquidatable.any():
+                    if self._liquidatable_now()[1].size:
                         self.totals.round_cap_hits += 1
                     break
                 if not self._round(step, rounds, t):
@@ -761,6 +823,12 @@ class AccountEngine:
             "state_drift_max": drift,
             "open_interest_mismatch_qty": {s: float(oi[i]) for i, s in enumerate(self.reg.symbols)},
         }
+
+
+def _unique(x: np.ndarray) -> np.ndarray:
+    """Sorted unique values of an int array (a sort, no hashing: faster for the engine's small group lists)."""
+    s = np.sort(x)
+    return s[np.r_[True, s[1:] != s[:-1]]] if s.size else s
 
 
 def check_supported(book: AccountBook) -> None:
