@@ -1,8 +1,9 @@
 """Liquidation, backstop and deleveraging components of the account engine (``delever.engine.accounts``).
 
 Each is a frozen dataclass of the venue's parameters (sources: shared/docs/venue-mechanics.md sections 1 and 4, and
-the presets in ``delever/venues/presets``); ``kernel_supported`` is what the fast kernel can run. Composition, not
-flags: a venue is the tuple (risk model, liquidation policy, backstop, deleveraging, execution).
+the presets in ``delever/venues/presets``), built from a preset by ``delever.venues.components.venue_components``.
+Composition, not flags: a venue is the tuple (risk model, liquidation policy, backstop, deleveraging, execution).
+The one-instrument fast kernel keeps its own allow-list of venue-rule fields (``delever.engine.fast``).
 """
 
 from __future__ import annotations
