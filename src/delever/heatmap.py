@@ -966,6 +966,11 @@ def _summary(prep: Prepared, opts: HeatmapOptions, levels: LevelMap, bands: Band
              hm: LiquidationHeatmap | None, lp: np.ndarray, notes: list[str], timing: dict[str, float]) -> dict:
     sc, book = prep.scenario, prep.book
     finite = np.isfinite(lp)
+    at_start = int((finite & np.where(book.side > 0, lp >= levels.start_price, lp <= levels.start_price)).sum())
+    if at_start:
+        # e.g. a book synthesized on the tier table is not in equilibrium with Drift's size premium
+        notes = [*notes, f"{at_start} positions are at or below maintenance at the start price under the venue's risk "
+                         f"model ({prep.venue.name}); the map counts them at every level on their side"]
     value = book.qty * lp
     down = levels.move_pct < 0
     side_nofb = np.where(down, levels.long_usd, levels.short_usd)
@@ -999,6 +1004,7 @@ def _summary(prep: Prepared, opts: HeatmapOptions, levels: LevelMap, bands: Band
             "long_total_usd": float(value[(book.side > 0) & finite].sum()),
             "short_total_usd": float(value[(book.side < 0) & finite].sum()),
             "never_liquidatable_positions": int((~finite).sum()),
+            "below_maintenance_at_start_positions": at_start,
             "feedback_extra_max_usd": float(np.nanmax(extra)) if levels.feedback.any() else None,
             "feedback_extra_max_at_move_pct": float(levels.move_pct[int(np.nanargmax(extra))])
             if levels.feedback.any() else None,
