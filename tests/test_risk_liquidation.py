@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from delever.model import AccountBook, InstrumentRegistry
-from delever.risk import DriftRisk, DydxRisk, Prices, group_sum
+from delever.risk import DriftRisk, DydxRisk, MultiAssetsRisk, Prices, group_sum
 from delever.risk.liquidation import liquidation_prices, liquidation_prices_by_search, margin_price
 from test_risk_properties import MODELS, SETTINGS, books
 
@@ -33,19 +33,31 @@ def test_search_equals_the_closed_form(name, data):
     closed = liquidation_prices(model, book, prices)
     searched = liquidation_prices_by_search(model, book, prices)
     np.testing.assert_array_equal(np.isnan(closed), np.isnan(searched))
-    np.testing.assert_allclose(searched, closed, rtol=1e-9, atol=0)
-    inverse = reg.inverse[book.pos_instrument]
     ok = np.isfinite(own)
     np.testing.assert_array_equal(closed[ok], own[ok])       # the closed form itself where it has a price
-    jump = np.flatnonzero(np.isnan(own) & np.isfinite(searched) & ~(inverse if name != "bitmex" else ~inverse))
-    if name == "okx":
-        # no bracket holds its own solution: the group crosses maintenance where the requirement jumps, at a floor
-        floors = model.tiers[0].floor_usd
-        for p in jump:
-            n = abs(book.pos_qty[p]) * searched[p]
-            assert np.min(np.abs(floors[1:] - n)) <= 1e-9 * n
-    else:
-        assert jump.size == 0
+    if name != "okx":
+        np.testing.assert_allclose(searched, closed, rtol=1e-9, atol=0)
+        assert np.isfinite(closed[~ok & (reg.inverse[book.pos_instrument] == (name == "bitmex"))]).sum() == 0
+        return
+    # OKX whole-position tiers: MM jumps at each floor, so a group can cross maintenance at a jump (no bracket holds
+    # its own solution: the closed form is NaN) or more than once (the closed form takes the lowest bracket's, the
+    # search the crossing in the first bracket it finds). Either way the searched price is a boundary: the group is
+    # on opposite sides just below and just above it.
+    for p in np.flatnonzero(np.isfinite(searched)):
+        ins, g = int(book.pos_instrument[p]), book.pos_group[p]
+        sides = [model.evaluate(book, _moved(prices, ins, searched[p] * k)) for k in (1 - 1e-9, 1 + 1e-9)]
+        assert (sides[0].equity_usd[g] < sides[0].maint_usd[g]) != (sides[1].equity_usd[g] < sides[1].maint_usd[g])
+
+
+@SETTINGS
+@given(data=st.data())
+def test_multi_assets_with_ask_buffers_keeps_its_closed_form(data):
+    """Bid / ask rates make equity non-separable per position: the closed form alone answers, NaN included."""
+    _, reg, _, _ = MODELS["multi-assets"]
+    bin_ = MODELS["binance"][0].tiers
+    model = MultiAssetsRisk(bin_, haircut=np.array([0.01, 0.05]), ask_buffer=np.array([0.005, 0.01]))
+    book, prices = data.draw(books(reg))
+    np.testing.assert_array_equal(liquidation_prices(model, book, prices), model.liquidation_price(book, prices))
 
 
 def _moved(prices: Prices, instrument: int, price: float) -> Prices:

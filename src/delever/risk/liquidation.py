@@ -34,6 +34,7 @@ from delever.risk.base import Prices, RiskModel
 from delever.risk.bitmex import InverseRiskLimitRisk
 from delever.risk.drift import DriftRisk
 from delever.risk.dydx import DydxRisk
+from delever.risk.multi_assets import MultiAssetsRisk
 from delever.risk.tiered import TieredRisk
 
 __all__ = ["liquidation_prices", "liquidation_prices_by_search", "margin_price"]
@@ -88,8 +89,10 @@ def liquidation_prices(model: RiskModel, book: AccountBook, prices: Prices, *, r
         return liquidation_prices_by_search(model, book, prices, rtol=rtol)
     lp, covered = closed
     # a closed form that finds no price is searched too: with tiers whose requirement jumps at a floor (OKX whole-
-    # position tiers) no bracket may hold its own solution while the group still crosses maintenance at the jump
-    rest = np.flatnonzero(~covered | np.isnan(lp))
+    # position tiers) no bracket may hold its own solution while the group still crosses maintenance at the jump.
+    # Not Multi-Assets: its equity (bid / ask rates on asset equity) does not split per position.
+    unsolved = np.isnan(lp) & ~isinstance(model, MultiAssetsRisk)
+    rest = np.flatnonzero(~covered | unsolved)
     if rest.size:
         lp = lp.copy()
         lp[rest] = liquidation_prices_by_search(model, book, prices, rtol=rtol, positions=rest)
@@ -125,8 +128,8 @@ def liquidation_prices_by_search(model: RiskModel, book: AccountBook, prices: Pr
     bracket grows geometrically (``P0 x 2^(+-2^k)``, ``k < 10``), then shrinks by regula falsi with the Illinois
     weight halving, every 4th step a bisection in log price, until its width is ``<= rtol x`` its upper end; the
     answer is the bracket's midpoint (or a point where ``f`` is exactly 0). Where ``f`` jumps (a requirement with
-    steps, e.g. OKX whole-position tiers) the answer is the jump: the first price at which the group is below
-    maintenance.
+    steps, e.g. OKX whole-position tiers) the answer can be the jump; where such jumps make ``f`` cross 0 more than
+    once, it is a crossing inside the first bracket found, not necessarily the one nearest the current price.
 
     Args:
         model: Risk model (``evaluate`` and ``position_requirement`` of the :class:`~delever.risk.base.RiskModel`
