@@ -50,7 +50,8 @@ above the grid so that every sum is complete:
   follows the book's own: the side's positions sorted by leverage form ``LEVERAGE_CLASSES`` classes of
   about equal notional, each entering with its share of the bar's notional as an isolated position of
   the class's aggregate leverage (notional / collateral) and mean position notional (which sets the
-  bracket; a leverage above the bracket's maximum is capped). Each
+  bracket; a leverage above the bracket's maximum is capped). A cohort's liquidation level comes
+  from the venue's risk model like the map's (all bars' cohorts solved at once). Each
   cohort's liquidation level is alive from the bar after its opening bar until the first bar whose
   low (long) or high (short) reaches it, then it is removed (``touched_*_usd``). Positions are never
   closed otherwise. Values are notional at the liquidation price.
