@@ -91,7 +91,7 @@ def liquidation_prices(model: RiskModel, book: AccountBook, prices: Prices, *, r
     # a closed form that finds no price is searched too: with tiers whose requirement jumps at a floor (OKX whole-
     # position tiers) no bracket may hold its own solution while the group still crosses maintenance at the jump.
     # Not Multi-Assets: its equity (bid / ask rates on asset equity) does not split per position.
-    unsolved = np.isnan(lp) & ~isinstance(model, MultiAssetsRisk)
+    unsolved = np.isnan(lp) & (not isinstance(model, MultiAssetsRisk))
     rest = np.flatnonzero(~covered | unsolved)
     if rest.size:
         lp = lp.copy()
