@@ -10,8 +10,9 @@ bands from the synthesizer's assumptions, and measures what the feedback adds.
 levels ``L = S * (1 + m / 100)`` for ``m`` in ``-range_pct .. +range_pct`` by ``step_pct``:
 
 * *no feedback*: a position is liquidated at a level when the level is at or beyond its liquidation
-  price ``LP`` (``venues.formulas.liquidation_price_binance``, the formula the engine uses for both
-  venues' tiers). ``long_usd(L) = sum(qty * LP)`` over longs with ``LP >= L``, ``short_usd(L) =
+  price ``LP`` under the venue's risk model (:func:`liquidation_prices`: Binance's formula on binance-usdm,
+  the venue's tiers elsewhere, Drift's size premium and dYdX's requirement at the oracle; for those two the
+  levels are oracle prices). ``long_usd(L) = sum(qty * LP)`` over longs with ``LP >= L``, ``short_usd(L) =
   sum(qty * LP)`` over shorts with ``LP <= L``: cumulative notional valued at each position's
   liquidation price. This is the usual map: full liquidation at ``LP``, no impact.
 * *feedback*: for each level of a coarser grid (``feedback_step_pct``), the engine runs the book on
@@ -22,7 +23,9 @@ levels ``L = S * (1 + m / 100)`` for ``m`` in ``-range_pct .. +range_pct`` by ``
   cascade: the positions reached only because the liquidations pushed the price past ``L``. Forced
   orders only push the engine's mark price further in the direction of the move, so the mark reaches
   ``L`` and every position of the no-feedback map is triggered too: *feedback >= no feedback* at every
-  level; with a very deep book the difference goes to 0 (both tested). The notional the engine actually executed (fills at their
+  level; with a very deep book the difference goes to 0 (both tested). Not on Drift: there the
+  liquidator's capital (initial margin on what it takes over) and the time ramp can leave a position past
+  its price untouched within the run. The notional the engine actually executed (fills at their
   prices, takeovers at the bankruptcy price; venue step-downs leave part of a position open) is
   reported beside it (``*_feedback_fill_usd``), with the extreme mark price the cascade reached.
 
@@ -47,7 +50,8 @@ above the grid so that every sum is complete:
   follows the book's own: the side's positions sorted by leverage form ``LEVERAGE_CLASSES`` classes of
   about equal notional, each entering with its share of the bar's notional as an isolated position of
   the class's aggregate leverage (notional / collateral) and mean position notional (which sets the
-  bracket; a leverage above the bracket's maximum is capped). Each
+  bracket; a leverage above the bracket's maximum is capped). A cohort's liquidation level comes
+  from the venue's risk model like the map's (all bars' cohorts solved at once). Each
   cohort's liquidation level is alive from the bar after its opening bar until the first bar whose
   low (long) or high (short) reaches it, then it is removed (``touched_*_usd``). Positions are never
   closed otherwise. Values are notional at the liquidation price.
@@ -67,7 +71,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -78,6 +82,8 @@ import pyarrow.parquet as pq
 import typer
 from pydantic import ValidationError
 
+from delever.book import PositionBook
+from delever.book_io import account_book_from_positions
 from delever.cli_options import (
     DataDirOpt,
     EnsembleOpt,
@@ -91,10 +97,11 @@ from delever.cli_options import (
     SetOpt,
 )
 from delever.errors import DeleverInputError
+from delever.risk import DriftRisk, Prices, risk_model_for
+from delever.risk.liquidation import liquidation_prices as risk_liquidation_prices
 from delever.runfolder import atomic_run_folder, run_folder_name
 from delever.runner import Prepared, make_engine, path_metrics, prepare
 from delever.scenario import HistoricalDriver, Scenario, ShockDriver, resolve_path, with_klines_driver
-from delever.venues.formulas import liquidation_price_binance
 
 __all__ = [
     "EnsembleSpread",
@@ -347,15 +354,34 @@ class HeatmapResult:
 
 # --------------------------------------------------------------------------- the map
 def liquidation_prices(prep: Prepared) -> np.ndarray:
-    """Liquidation price of every position of the prepared book at its start state.
+    """Liquidation price of every position of the prepared book at its start state, under the venue's risk model.
+
+    The book becomes an account book (``book_io.account_book_from_positions``: each row its own account and margin
+    group, USDT at 1 USD) and the venue's model comes from ``risk.risk_model_for`` on the prepared venue rules, with
+    the prepared tier table for the instrument (so a data-dir bracket source is kept). The price is the one the
+    venue margins at: the mark for the tiered venues, the oracle for Drift and dYdX (the map's levels are then
+    oracle prices; at the start mark = index = oracle = the start price, no basis). Closed forms where the model has
+    one (Binance's formula for binance-usdm, Hyperliquid's tiers, OKX's whole-position tiers, Bybit's risk limits),
+    else ``risk.liquidation.liquidation_prices``' root search (Drift's size premium, dYdX's MMR at the oracle).
+    Drift's margin ratio is the real-valued size-premium formula, as the engine's own margin check
+    (``engine.drift.DriftLiquidation.requirement``) uses it.
 
     Returns:
-        float64 ``(N,)`` USD (``liquidation_price_binance`` with the instrument's tiers, the formula the
-        engine uses); NaN where a position can never be liquidated (e.g. a long whose collateral
+        float64 ``(N,)`` USD; NaN where a position can never be liquidated (e.g. a long whose collateral
         covers its notional).
     """
-    b = prep.book
-    return liquidation_price_binance(b.side, b.qty, b.entry_price, b.collateral_usd, prep.tiers)
+    return _venue_liquidation_prices(prep, prep.book)
+
+
+def _venue_liquidation_prices(prep: Prepared, book: PositionBook) -> np.ndarray:
+    """Liquidation prices of a one-instrument ``book`` under ``prep``'s venue risk model (:func:`liquidation_prices`)."""
+    accounts = account_book_from_positions(book)
+    model = risk_model_for(prep.venue, accounts.registry, {book.instrument: prep.tiers})
+    if isinstance(model, DriftRisk):
+        model = replace(model, exact=False)
+    # every other price is fixed at the start (one instrument, USDT at 1 USD); the result does not depend on it
+    start = np.array([float(prep.path.price[0])])
+    return risk_liquidation_prices(model, accounts, Prices(start, start.copy(), np.ones(len(accounts.registry.assets))))
 
 
 def level_grid(start_price: float, range_pct: float, step_pct: float) -> tuple[np.ndarray, np.ndarray]:
@@ -650,6 +676,27 @@ def _leverage_classes(book, start: float, side: int, n: int) -> tuple[np.ndarray
     return leverage, position, cls_notional
 
 
+def _cohort_liquidation_prices(prep: Prepared, typical: np.ndarray, side: np.ndarray, position_usd: np.ndarray,
+                               leverage: np.ndarray, present: np.ndarray) -> np.ndarray:
+    """float64 ``(B, C)``: liquidation price of each bar's cohorts under the venue's risk model.
+
+    Cohort ``c`` of bar ``k`` is an isolated position of ``position_usd[c] / typical[k]`` base entered at
+    ``typical[k]`` with margin ``position_usd[c] / leverage[c]``; absent cohorts (``present`` False) are NaN. All
+    bars are solved at once (one account book of ``B x C`` isolated positions).
+    """
+    n_b, n_c = typical.size, side.size
+    out = np.full((n_b, n_c), np.nan)
+    cols = np.flatnonzero(present)
+    if cols.size == 0 or n_b == 0:
+        return out
+    entry = np.repeat(typical, cols.size)
+    rep = np.tile(position_usd[cols], n_b)
+    cohorts = PositionBook(prep.book.instrument, np.arange(entry.size), np.tile(side[cols], n_b), rep / entry, entry,
+                           rep / np.tile(leverage[cols], n_b), np.zeros(entry.size, bool))
+    out[:, cols] = _venue_liquidation_prices(prep, cohorts).reshape(n_b, cols.size)
+    return out
+
+
 def _first_touch_after(k: int, lp: np.ndarray, low: np.ndarray, high: np.ndarray, side: np.ndarray) -> np.ndarray:
     """First bar ``j > k`` whose low (long) / high (short) reaches ``lp``; ``len(low)`` if none (or NaN lp)."""
     n_bars = low.size
@@ -746,10 +793,10 @@ def liquidation_heatmap(prep: Prepared, data_dir: Path, opts: HeatmapOptions,
     lev_c = np.concatenate(lev_all)
     rep_c = np.concatenate(rep_all)
     share_c = np.concatenate(share_all)
+    lp_bars = _cohort_liquidation_prices(prep, typical, side_arr, rep_c, lev_c, share_c > 0)
     for k in range(n_bars):
         p = float(typical[k])
-        qty = rep_c / p
-        lpc = liquidation_price_binance(side_arr, qty, np.full(2 * ncls, p), rep_c / lev_c, prep.tiers)
+        lpc = lp_bars[k]
         value = share_c * wts[k] * lpc / p  # cohort notional at its liquidation price
         ok = np.isfinite(lpc) & (share_c > 0)
         never_usd += float((share_c * wts[k])[~ok & (share_c > 0)].sum())
@@ -920,6 +967,11 @@ def _summary(prep: Prepared, opts: HeatmapOptions, levels: LevelMap, bands: Band
              hm: LiquidationHeatmap | None, lp: np.ndarray, notes: list[str], timing: dict[str, float]) -> dict:
     sc, book = prep.scenario, prep.book
     finite = np.isfinite(lp)
+    at_start = int((finite & np.where(book.side > 0, lp >= levels.start_price, lp <= levels.start_price)).sum())
+    if at_start:
+        # e.g. a book synthesized on the tier table is not in equilibrium with Drift's size premium
+        notes = [*notes, f"{at_start} positions are at or below maintenance at the start price under the venue's risk "
+                         f"model ({prep.venue.name}); the map counts them at every level on their side"]
     value = book.qty * lp
     down = levels.move_pct < 0
     side_nofb = np.where(down, levels.long_usd, levels.short_usd)
@@ -953,6 +1005,7 @@ def _summary(prep: Prepared, opts: HeatmapOptions, levels: LevelMap, bands: Band
             "long_total_usd": float(value[(book.side > 0) & finite].sum()),
             "short_total_usd": float(value[(book.side < 0) & finite].sum()),
             "never_liquidatable_positions": int((~finite).sum()),
+            "below_maintenance_at_start_positions": at_start,
             "feedback_extra_max_usd": float(np.nanmax(extra)) if levels.feedback.any() else None,
             "feedback_extra_max_at_move_pct": float(levels.move_pct[int(np.nanargmax(extra))])
             if levels.feedback.any() else None,

@@ -114,8 +114,11 @@ class TieredRisk:
         side = np.sign(book.pos_qty)
         ep = book.pos_entry_price
         settle_usd = prices.asset_usd[book.registry.settle_code[book.pos_instrument]]
-        others = ((r.equity_usd[book.pos_group] - r.pos_upnl_usd) - (r.maint_usd[book.pos_group] - r.pos_maint_usd)) \
-            / settle_usd
+        g = book.pos_group
+        # collateral + the other positions' uPnL, summed without this position's own term: a one-position group
+        # gives exactly its collateral (no round trip through equity - uPnL)
+        others = (r.collateral_usd[g] + (group_sum(book, r.pos_upnl_usd)[g] - r.pos_upnl_usd)
+                  - (r.maint_usd[g] - r.pos_maint_usd)) / settle_usd
         lp = np.full(q.size, np.nan)
         for code in np.unique(book.pos_instrument):
             m = (book.pos_instrument == code) & (q > 0)
