@@ -32,6 +32,13 @@ class AssetLedger:
         self.round = 0
         self.t_s = 0.0
 
+    def asset_code(self, symbol: str) -> int:
+        """Index of asset ``symbol``, appended to ``assets`` when it first appears (lending books meet tokens as
+        they are used)."""
+        if symbol not in self.assets:
+            self.assets = (*self.assets, symbol)
+        return self.assets.index(symbol)
+
     def at(self, step: int, round_: int, t_s: float) -> None:
         """Set the time stamp of the following records."""
         self.step, self.round, self.t_s = step, round_, t_s
@@ -44,7 +51,7 @@ class AssetLedger:
             asset: Asset index.
             payer, payee: int party id or int64 array ``(n,)``.
             amount: float or float64 array ``(n,)`` in asset units; zeros are not recorded.
-            usd_price: USD per asset unit at the time (the valuation kept beside the amount).
+            usd_price: USD per asset unit at the time (the valuation kept beside the amount); NaN when unknown.
         """
         amt = np.atleast_1d(np.asarray(amount, dtype=np.float64))
         n = amt.size

@@ -58,7 +58,7 @@ Model (assumptions, each a named parameter of :class:`LiquidatorParams` or the c
 * Borrowers do not react (no top-ups or repayments); interest does not accrue within the run.
 
 Money: every transfer is recorded per asset in token units (``LendingLedger``, one
-:class:`~delever.engine.ledger.Ledger` per asset; gas in native ``ETH``). Parties: borrowers use
+:class:`~delever.ledger.AssetLedger` whose assets are the tokens; gas in native ``ETH``). Parties: borrowers use
 their index ``>= 0``; :data:`AAVE_POOL` (holds the claims on borrowers = debt tokens, and the repaid
 cash), :data:`TREASURY`, :data:`AMM_POOL`, :data:`LIQUIDATOR`, :data:`BLOCK_PRODUCER` (gas),
 ``MARKET`` (arbitrageurs) and ``BAD_DEBT`` (reserve deficit). A borrower's holding of an asset is
@@ -76,8 +76,9 @@ import numpy as np
 import pyarrow as pa
 
 from delever.data.aave import AAVE_V2_MAIN_POOL, AaveV2Reserves, AaveV3Reserves
-from delever.engine.ledger import BAD_DEBT, MARKET, Ledger
+from delever.engine.ledger import BAD_DEBT, MARKET
 from delever.errors import DeleverInputError
+from delever.ledger import AssetLedger
 
 __all__ = [
     "AAVE_POOL",
@@ -589,21 +590,26 @@ class AmmPools:
 
 # =========================================================================== ledger
 class LendingLedger:
-    """Transfers per asset in token units: one :class:`~delever.engine.ledger.Ledger` per asset.
+    """Transfers in token units, one :class:`~delever.ledger.AssetLedger` whose assets are the tokens met.
 
     Writes are buffered and flushed as arrays once per round (no Python object per transfer in the
-    stored record).
+    stored record). USD values are not kept here (``value_usd`` is NaN): the run values tokens at its oracle prices.
     """
 
     def __init__(self) -> None:
-        self.ledgers: dict[str, Ledger] = {}
+        self.ledger = AssetLedger(())
         self._buf: dict[tuple[str, str], list[tuple[int, int, float]]] = defaultdict(list)
-        self._at = (0, 0, 0.0)
+
+    @property
+    def assets(self) -> tuple[str, ...]:
+        """The tokens with at least one transfer."""
+        self.flush()
+        return self.ledger.assets
 
     def at(self, step: int, round_: int, t_s: float) -> None:
         """Flush pending transfers, then time-stamp the following ones."""
         self.flush()
-        self._at = (step, round_, t_s)
+        self.ledger.at(step, round_, t_s)
 
     def add(self, asset: str, kind: str, src: int, dst: int, amount: float) -> None:
         """Buffer one transfer ``src -> dst`` of ``amount`` tokens of ``asset`` (negative: reverse)."""
@@ -612,40 +618,31 @@ class LendingLedger:
 
     def flush(self) -> None:
         for (asset, kind), rows in self._buf.items():
-            led = self.ledgers.get(asset)
-            if led is None:
-                led = self.ledgers[asset] = Ledger()
-            led.at(*self._at)
             arr = np.asarray(rows, dtype=np.float64)
-            led.transfer_signed(kind, arr[:, 0].astype(np.int64), arr[:, 1].astype(np.int64), arr[:, 2])
+            self.ledger.transfer(kind, self.ledger.asset_code(asset), arr[:, 0].astype(np.int64),
+                                 arr[:, 1].astype(np.int64), arr[:, 2], math.nan)
         self._buf.clear()
 
     def net_flows(self, asset: str) -> dict[int, float]:
         """Net tokens of ``asset`` received per party (inflows minus outflows)."""
         self.flush()
-        led = self.ledgers.get(asset)
-        return led.net_flows() if led is not None else {}
+        if asset not in self.ledger.assets:
+            return {}
+        k = self.ledger.asset_code(asset)
+        return {p: v for (p, a), v in self.ledger.net_flows().items() if a == k}
 
     def __len__(self) -> int:
         self.flush()
-        return sum(len(v) for v in self.ledgers.values())
+        return len(self.ledger)
 
     def to_table(self) -> pa.Table:
-        """All transfers: asset, seq, step, round, t_s, kind, from/to party and name, amount (tokens)."""
+        """All transfers: seq, step, round, t_s, kind, asset, from/to party and name, amount (tokens)."""
         self.flush()
-        parts = []
-        for asset, led in sorted(self.ledgers.items()):
-            t = led.to_table()
-            parts.append({
-                "asset": [asset] * t.num_rows,
-                **{c: t.column(c).to_pylist() for c in ("seq", "step", "round", "t_s", "kind", "from_party", "to_party")},
-                "amount": t.column("amount_usd").to_pylist(),
-            })
-        cols = ("asset", "seq", "step", "round", "t_s", "kind", "from_party", "to_party", "amount")
-        data = {c: [v for part in parts for v in part[c]] for c in cols}
-        data["from_name"] = [party_name(p) for p in data["from_party"]]
-        data["to_name"] = [party_name(p) for p in data["to_party"]]
-        return pa.table(data)
+        t = self.ledger.to_table().drop_columns(["value_usd", "from_name", "to_name"])
+        return t.append_column("from_name", pa.array([party_name(p) for p in t.column("from_party").to_pylist()],
+                                                     pa.string())) \
+                .append_column("to_name", pa.array([party_name(p) for p in t.column("to_party").to_pylist()],
+                                                   pa.string()))
 
 
 # =========================================================================== liquidator
@@ -950,7 +947,7 @@ class CascadeResult:
         """
         res = self.book.reserves
         worst: dict[str, float] = {}
-        assets = set(self.ledger.ledgers) | set(res.symbol.tolist()) | {a for a, _ in self.balances}
+        assets = set(self.ledger.assets) | set(res.symbol.tolist()) | {a for a, _ in self.balances}
         for asset in sorted(assets):
             flows = self.ledger.net_flows(asset)
             err = abs(sum(flows.values()))
