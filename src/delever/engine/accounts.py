@@ -201,7 +201,10 @@ class AccountEngine:
         self._ref_mark = price[0].copy()
         self._ref_asset_usd = np.ones(K)
         self._move_weight = None
-        if isinstance(risk, TieredRisk):
+        # the bound holds for the tiered rule itself (subclasses that revalue collateral or margin are checked fully)
+        if (isinstance(risk, TieredRisk) and type(risk).evaluate is TieredRisk.evaluate
+                and type(risk).collateral_usd is TieredRisk.collateral_usd
+                and type(risk).position_requirement is TieredRisk.position_requirement):
             mmr_max = risk._mmr.max(axis=1)
             cs = reg.contract_size[self.b.pos_instrument]
             self._move_weight = cs * (1.0 + mmr_max[self.b.pos_instrument])   # x |qty| x |price move|
