@@ -427,3 +427,10 @@ def test_window_short_synthetic_passes_at_the_minimum(tmp_path):
     w = V.user_window(path, "BTCUSDT", tmp_path, open_interest_usd=2.0e8, positions=3000)
     rep = V.validate_window(w, tmp_path, quick=True)
     assert len(rep["events"]) == 1 and rep["events"][0]["primary"][0]["value"] is not None
+
+
+def test_window_of_another_symbol_takes_its_brackets_from_the_tier_file():
+    if not (DATA / "oct10-2025-coins").is_dir():
+        pytest.skip("shared data not available")
+    w = V.user_window("oct10-2025-coins/SOLUSDT-1m-2025-10-10-window.csv", "SOLUSDT", DATA)
+    assert w.instrument == "SOLUSDT"

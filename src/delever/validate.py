@@ -539,10 +539,11 @@ def user_window(file: str | Path, instrument: str, data_dir: Path, *, open_inter
             Binance Vision file name names another symbol, or ``open_interest_usd`` is not positive (the other
             values are checked when the scenario is built, naming its field).
     """
+    from delever.tier_source import resolve_tiers
     from delever.venues import load_venue
 
     path = find_price_file(file, data_dir, "--window")
-    load_venue("binance-usdm").tiers_for(instrument)
+    resolve_tiers(load_venue("binance-usdm"), instrument, Path(data_dir))   # brackets: preset or the tier file
     named = re.match(r"([A-Z0-9]{2,})-\d+[smhdwM]-\d{4}-\d{2}", Path(file).name)
     if named and named.group(1) != instrument:
         raise DeleverInputError(f"--window {file}: the Binance Vision file name says {named.group(1)}, --instrument "
