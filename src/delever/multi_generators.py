@@ -101,6 +101,8 @@ def _prepare_correlated(cfg: CorrelatedPaths, instruments: Sequence[InstrumentSe
     params.update(sigma_annual=np.ascontiguousarray(sigma), correlation=np.ascontiguousarray(corr),
                   dof=None if dof is None else float(dof), drift_annual=drift)
     cop = "Gaussian copula (multivariate GBM)" if cfg.copula == "gaussian" else f"t copula dof {dof:.3g}"
+    if cfg.copula == "t_copula" and cfg.dof is None and params.get("t_copula_dof_at_bound"):
+        cop += " (at the ML search bound: the heaviest tails the fit allows)"
     label = f"correlated {cop}, {source}; vol/yr {_fmt_vec(names, sigma)}"
     gen = PreparedGenerator("correlated", label, params)
     generate_multi_paths(gen, np.ones(n_inst), 1, 60.0, [np.random.SeedSequence(0)])  # checks corr now, named

@@ -10,6 +10,12 @@ metrics row per path. Each path's randomness depends only on its own seed, and t
 table is ordered by path, so the numbers are the same whatever the executor, the number of workers
 or the block size.
 
+Several instruments: a scenario with ``[[instruments]]`` is prepared by
+:func:`delever.accounts_run.prepare_accounts`, its generator (``correlated`` or ``common_factor_crash``) by
+:func:`delever.multi_generators.prepare_multi_generator`; each block's (P, T, I) paths run on the account engine
+(:func:`delever.stress_accounts.account_path_row`), everything else (seeds, blocks, executors, checkpoints,
+resume, tail metrics) is the same code. The fast kernel is one-instrument and is refused for these scenarios.
+
 Executors (one option): ``inprocess`` (a loop in this process), ``processes`` (a
 ``concurrent.futures.ProcessPoolExecutor``; the prepared inputs reach each worker once, through the
 pool initializer) and ``dask`` (an existing cluster at ``scheduler``, else a ``LocalCluster``; the
