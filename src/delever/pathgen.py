@@ -63,6 +63,7 @@ __all__ = [
     "generate_paths",
     "path_seeds",
     "prepare_generator",
+    "read_crash_shape",
 ]
 
 SECONDS_PER_YEAR = 365.0 * 24.0 * 3600.0
@@ -332,6 +333,42 @@ def _prepare_garch(
     return PreparedGenerator(kind, label, params)
 
 
+def read_crash_shape(path: Path, start: str | None, end: str | None,
+                     field: str = f"{_FIELD}.path") -> tuple[np.ndarray, np.ndarray, str]:
+    """A kline window's crash shape: log price relative to the first open at each bar's close.
+
+    Args:
+        path: a kline file (:func:`delever.data.klines.read_klines`).
+        start: UTC ``'YYYY-MM-DD HH:MM[:SS]'``, bars opening at or after it (None: the file's first bar).
+        end: UTC, bars opening before it (None: the file's last bar).
+        field: the scenario field named in messages (``start``/``end`` are its siblings).
+
+    Returns:
+        ``(t_s, x, window)``: float64 (K + 1,) seconds since the window start (``t = k I``, ``I`` the bar
+        interval), float64 (K + 1,) ``x = [0, ln(close_k / open_0)]`` and a description of the window.
+
+    Raises:
+        DeleverInputError: unreadable file, bad ``start``/``end``, or a window that never closes below its
+            first open (no crash to rescale).
+    """
+    parent = field.rsplit(".", 1)[0]
+    start_ms = parse_utc_ms(start, f"{parent}.start") if start is not None else None
+    end_ms = parse_utc_ms(end, f"{parent}.end") if end is not None else None
+    full = read_klines(path)
+    try:
+        kl = full.select(start_ms, end_ms)
+    except DeleverInputError as exc:
+        raise DeleverInputError(f"{parent}.start/end: {exc}") from None
+    x = np.concatenate([[0.0], np.log(kl.close / kl.open[0])])
+    t_s = np.arange(x.size, dtype=np.float64) * (kl.interval_ms / 1000.0)
+    window = f"{path.name} {format_utc_ms(int(kl.open_time_ms[0]))} to {format_utc_ms(kl.end_time_ms)} UTC"
+    if float(x.min()) >= 0.0:
+        raise DeleverInputError(
+            f"{field}: {window}: no close below the window's first open, so there is no crash shape to rescale"
+        )
+    return t_s, x, window
+
+
 def _prepare_crash_shape(cfg: CrashShapePaths, data_dir: Path) -> PreparedGenerator:
     """Read the crash window and rescale its shape (see :func:`_simulate_crash_shape` for the per-path part).
 
@@ -344,23 +381,9 @@ def _prepare_crash_shape(cfg: CrashShapePaths, data_dir: Path) -> PreparedGenera
         DeleverInputError: missing file, bad ``start``/``end``, or a window that never trades below its start.
     """
     path = resolve_path(cfg.path, data_dir, f"{_FIELD}.path")
-    start_ms = parse_utc_ms(cfg.start, f"{_FIELD}.start") if cfg.start is not None else None
-    end_ms = parse_utc_ms(cfg.end, f"{_FIELD}.end") if cfg.end is not None else None
-    full = read_klines(path)
-    try:
-        kl = full.select(start_ms, end_ms)
-    except DeleverInputError as exc:
-        raise DeleverInputError(f"{_FIELD}.start/end: {exc}") from None
-    interval_s = kl.interval_ms / 1000.0
-    x = np.concatenate([[0.0], np.log(kl.close / kl.open[0])])
-    t_s = np.arange(x.size, dtype=np.float64) * interval_s
+    t_s, x, window = read_crash_shape(path, cfg.start, cfg.end, f"{_FIELD}.path")
     k_trough = int(np.argmin(x))
     trough = float(x[k_trough])
-    window = f"{path.name} {format_utc_ms(int(kl.open_time_ms[0]))} to {format_utc_ms(kl.end_time_ms)} UTC"
-    if trough >= 0.0:
-        raise DeleverInputError(
-            f"{_FIELD}.path: {window}: no close below the window's first open, so there is no crash shape to rescale"
-        )
     target = math.log1p(-cfg.depth_pct / 100.0)
     shape = x * (target / trough)
     shape[k_trough] = target  # exact, whatever the float noise of the product

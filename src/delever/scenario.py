@@ -261,8 +261,70 @@ class CrashShapePaths(Strict):
     noise_sigma_annual: NonNegFloat = 0.0
 
 
+class CorrelatedPaths(Strict):
+    """Several instruments (``[[instruments]]`` scenarios): correlated log returns, Gaussian copula or t copula.
+
+    ``dependence = "fitted"``: per-instrument volatilities, the shrunk correlation (``shrinkage``: Ledoit-Wolf or
+    OAS, scikit-learn) and, for the t copula, its degrees of freedom are estimated from the 1-minute close-to-close
+    log returns of the instruments' own kline files (``instruments[].path``) over ``[fit_start, fit_end)``
+    (``delever.pathgen_multi.fit_dependence``). ``"given"``: ``sigma_annual`` (one per instrument) and
+    ``correlation`` (I x I) are taken as written. ``dof`` overrides the t copula's fitted degrees of freedom.
+    """
+
+    kind: Literal["correlated"] = "correlated"
+    copula: Literal["gaussian", "t_copula"] = "gaussian"
+    dependence: Literal["fitted", "given"] = "fitted"
+    shrinkage: Literal["ledoit_wolf", "oas"] = "ledoit_wolf"
+    fit_start: str | None = Field(default=None, description="UTC 'YYYY-MM-DD HH:MM'; default: the files' start")
+    fit_end: str | None = Field(default=None, description="UTC, exclusive; default: the files' end")
+    sigma_annual: list[NonNegFloat] | None = Field(default=None, description="given: one per instrument")
+    correlation: list[list[float]] | None = Field(default=None, description="given: I x I, unit diagonal")
+    dof: Annotated[float, Field(gt=2)] | None = Field(default=None, description="t copula degrees of freedom")
+    marginal_dof: Annotated[float, Field(gt=2)] | None = Field(default=None, description=(
+        "t copula only: Student-t margins with these degrees of freedom (default Gaussian margins)"))
+    drift_annual: list[float] | None = Field(default=None, description="one per instrument; default 0")
+
+    @model_validator(mode="after")
+    def _dependence(self) -> CorrelatedPaths:
+        given = self.sigma_annual is not None or self.correlation is not None
+        if self.dependence == "given" and (self.sigma_annual is None or self.correlation is None):
+            raise ValueError("dependence = 'given' needs sigma_annual and correlation")
+        if self.dependence == "fitted" and given:
+            raise ValueError("sigma_annual and correlation are only read with dependence = 'given'")
+        if self.dependence == "given" and (self.fit_start is not None or self.fit_end is not None):
+            raise ValueError("fit_start/fit_end are only read with dependence = 'fitted'")
+        if self.copula == "gaussian" and (self.dof is not None or self.marginal_dof is not None):
+            raise ValueError("dof and marginal_dof are only read with copula = 't_copula'")
+        if self.copula == "t_copula" and self.dependence == "given" and self.dof is None:
+            raise ValueError("copula = 't_copula' with dependence = 'given' needs dof")
+        return self
+
+
+class CommonFactorCrashPaths(Strict):
+    """Several instruments: one instrument's real crash shape drives all of them, ``beta_i`` x factor + noise.
+
+    The factor's shape is ``ln(close / open_0)`` of its own kline file (``instruments[].path`` of ``factor``,
+    default the first instrument) over ``[start, end)``, rescaled so its trough is ``depth_pct`` % (the observed
+    depth when not set), with a lognormal(0, ``depth_dispersion``) depth factor per path. Betas and idiosyncratic
+    volatilities are OLS estimates on the 1-minute log returns of every instrument's file over the same window
+    (``delever.pathgen_multi.estimate_betas``).
+    """
+
+    kind: Literal["common_factor_crash"] = "common_factor_crash"
+    factor: str | None = Field(default=None, description="symbol of the factor instrument; default the first")
+    start: str | None = None
+    end: str | None = None
+    depth_pct: Annotated[float, Field(gt=0, lt=99)] | None = Field(default=None, description=(
+        "factor trough (percent); default the observed one"))
+    depth_dispersion: NonNegFloat = Field(default=0.25, description="lognormal sigma of each path's depth")
+
+
+SINGLE_GENERATOR_KINDS = ("gbm", "merton", "student_t", "garch", "fhs", "crash_shape")
+MULTI_GENERATOR_KINDS = ("correlated", "common_factor_crash")
+
 PathGenerator = Annotated[
-    GbmPaths | MertonPaths | StudentTPaths | GarchPaths | FilteredHistoricalPaths | CrashShapePaths,
+    GbmPaths | MertonPaths | StudentTPaths | GarchPaths | FilteredHistoricalPaths | CrashShapePaths
+    | CorrelatedPaths | CommonFactorCrashPaths,
     Field(discriminator="kind"),
 ]
 

@@ -10,6 +10,12 @@ checks. Each path's randomness depends only on its own seed, and the final
 table is ordered by path, so the numbers are the same whatever the executor, the number of workers
 or the block size.
 
+Several instruments: a scenario with ``[[instruments]]`` is prepared by
+:func:`delever.accounts_run.prepare_accounts`, its generator (``correlated`` or ``common_factor_crash``) by
+:func:`delever.multi_generators.prepare_multi_generator`; each block's (P, T, I) paths run on the account engine
+(:func:`delever.stress_accounts.account_path_row`), everything else (seeds, blocks, executors, checkpoints,
+resume, tail metrics) is the same code. The fast kernel is one-instrument and is refused for these scenarios.
+
 Executors (one option): ``inprocess`` (a loop in this process), ``processes`` (a
 ``concurrent.futures.ProcessPoolExecutor``; the prepared inputs reach each worker once, through the
 pool initializer) and ``dask`` (an existing cluster at ``scheduler``, else a ``LocalCluster``; the
@@ -51,7 +57,15 @@ from delever.errors import DeleverInputError
 from delever.metrics import tail_metrics
 from delever.paths import PricePath, shock_path
 from delever.runner import Prepared, prepare, run_path
-from delever.scenario import Scenario, ShockDriver, StressSection, config_hash
+from delever.scenario import (
+    MULTI_GENERATOR_KINDS,
+    SINGLE_GENERATOR_KINDS,
+    Scenario,
+    ShockDriver,
+    StressSection,
+    config_hash,
+)
+from delever.stress_accounts import ACCOUNT_INT_COLUMNS
 from delever.stress_result import StressResult
 
 __all__ = [
@@ -72,7 +86,7 @@ EXECUTORS = ("inprocess", "processes", "dask")
 FAN_QUANTILES: tuple[float, ...] = (0.01, 0.05, 0.25, 0.50, 0.75, 0.95, 0.99)
 FAN_MAX_PATHS = 4000  # the fan chart's quantile bands come from the first this-many paths
 DASK_CONNECT_TIMEOUT_S = 5.0  # how long to try an existing Dask scheduler before giving up
-_INT_COLUMNS = frozenset({"path", "liquidation_count", "rounds_max", "round_cap_hits", "adl_count"})
+_INT_COLUMNS = frozenset({"path", "liquidation_count", "rounds_max", "round_cap_hits", "adl_count"}) | ACCOUNT_INT_COLUMNS
 _STEP_TOL = 1e-9
 
 
@@ -97,9 +111,9 @@ class Block:
 class _Context:
     """What every worker needs; sent once per worker (pool initializer / Dask scatter)."""
 
-    prepared: Prepared
+    prepared: Any  # delever.runner.Prepared, or delever.accounts_run.PreparedAccounts (multi-instrument)
     generator: Any  # delever.pathgen.PreparedGenerator
-    start_price: float
+    start_price: float  # the (first) instrument's start price
     n_steps: int
     dt_s: float
     seed: int
@@ -107,6 +121,11 @@ class _Context:
     seeds: list[np.random.SeedSequence] | None = None  # explicit seeds when not the SeedSequence spawn tree
     fast_book: Any = None        # delever.engine.fast.FastBook when the fast kernel runs the paths
     kernel_threads: bool = False  # spread a block's paths over threads (in-process executor only)
+    start_prices: np.ndarray | None = None  # float64 (I,): a multi-instrument run on the account engine
+
+    @property
+    def multi(self) -> bool:
+        return self.start_prices is not None
 
 
 # --------------------------------------------------------------------------- planning
@@ -194,12 +213,21 @@ def _rows_to_table(rows: list[dict[str, Any]]) -> pa.Table:
 
 
 def _generate(ctx: _Context, seeds: list[np.random.SeedSequence]) -> np.ndarray:
-    from delever.pathgen import generate_paths
+    """Prices of the paths ``seeds``: float64 (P, T), or (P, T, I) for a multi-instrument run."""
+    if ctx.multi:
+        from delever.multi_generators import generate_multi_paths
 
-    prices = np.asarray(generate_paths(ctx.generator, ctx.start_price, ctx.n_steps, ctx.dt_s, seeds), dtype=np.float64)
-    if prices.shape != (len(seeds), ctx.n_steps + 1):
-        raise RuntimeError(f"generator {ctx.generator.kind}: expected prices of shape "
-                           f"{(len(seeds), ctx.n_steps + 1)}, got {prices.shape}")
+        prices = np.asarray(generate_multi_paths(ctx.generator, ctx.start_prices, ctx.n_steps, ctx.dt_s, seeds),
+                            dtype=np.float64)
+        shape: tuple[int, ...] = (len(seeds), ctx.n_steps + 1, len(ctx.start_prices))
+    else:
+        from delever.pathgen import generate_paths
+
+        prices = np.asarray(generate_paths(ctx.generator, ctx.start_price, ctx.n_steps, ctx.dt_s, seeds),
+                            dtype=np.float64)
+        shape = (len(seeds), ctx.n_steps + 1)
+    if prices.shape != shape:
+        raise RuntimeError(f"generator {ctx.generator.kind}: expected prices of shape {shape}, got {prices.shape}")
     if not (np.isfinite(prices).all() and (prices > 0).all()):
         raise RuntimeError(f"generator {ctx.generator.kind}: produced a non-finite or non-positive price")
     return prices
@@ -210,10 +238,16 @@ def _compute_block(ctx: _Context, block: Block) -> pa.Table:
 
     With a fast book the Numba kernel runs every path (ADL included), otherwise the general engine.
     Both give the same numbers (``tests/test_fast_kernel.py``) and both check money and open interest
-    on every path (``ledger_imbalance_usd``, ``open_interest_mismatch_qty``).
+    on every path (``ledger_imbalance_usd``, ``open_interest_mismatch_qty``). A multi-instrument run puts
+    each (T, I) path through the account engine (:func:`delever.stress_accounts.account_path_row`).
     """
     prices = _generate(ctx, _block_seeds(ctx, block))
     t_s = np.arange(ctx.n_steps + 1, dtype=np.float64) * ctx.dt_s
+    if ctx.multi:
+        from delever.stress_accounts import account_path_row
+
+        return _rows_to_table([{"path": block.start + i, **account_path_row(ctx.prepared, t_s, px, ctx.generator.kind),
+                                "engine": "general"} for i, px in enumerate(prices)])
     if ctx.fast_book is not None:
         from delever.engine.fast import run_paths_fast
 
@@ -435,8 +469,11 @@ _EXECUTOR_FUNCS = {"inprocess": _run_inprocess, "processes": _run_processes, "da
 
 
 # --------------------------------------------------------------------------- critical shock
-def critical_shock(prepared: Prepared, stress: StressSection | None = None) -> dict[str, Any]:
+def critical_shock(prepared: Any, stress: StressSection | None = None) -> dict[str, Any]:
     """Smallest exogenous drop that depletes the insurance fund, by bisection.
+
+    Multi-instrument runs (``prepared`` a :class:`delever.accounts_run.PreparedAccounts`): every instrument drops by
+    the same percent at once (:func:`delever.stress_accounts.account_shock_depleted`), on the account engine.
 
     The shock is linear over ``critical_shock.duration_s`` and then held to ``stress.horizon_s``, on the
     stress grid ``stress.dt_s`` (the Monte Carlo paths' grid), built with
@@ -447,7 +484,8 @@ def critical_shock(prepared: Prepared, stress: StressSection | None = None) -> d
     engine's liquidation set but is not checked at every point.
 
     Args:
-        prepared: the prepared scenario (book, venue, depth).
+        prepared: the prepared scenario (book, venue, depth): :class:`delever.runner.Prepared` or
+            :class:`delever.accounts_run.PreparedAccounts`.
         stress: the stress section (default: the prepared scenario's).
 
     Returns:
@@ -459,13 +497,18 @@ def critical_shock(prepared: Prepared, stress: StressSection | None = None) -> d
     """
     st = stress if stress is not None else prepared.scenario.stress
     cs = st.critical_shock
-    start = float(prepared.path.price[0])
+    multi = not isinstance(prepared, Prepared)
+    start = float(prepared.path.price[0][0] if multi else prepared.path.price[0])
     hold_s = max(0.0, st.horizon_s - cs.duration_s)
     runs = 0
 
     def depleted(drop_pct: float) -> bool:
         nonlocal runs
         runs += 1
+        if multi:
+            from delever.stress_accounts import account_shock_depleted
+
+            return account_shock_depleted(prepared, drop_pct, cs.duration_s, st.horizon_s, st.dt_s)
         driver = ShockDriver(move_pct=-drop_pct, duration_s=cs.duration_s, hold_s=hold_s, shape="linear")
         return bool(run_path(prepared, shock_path(driver, start, st.dt_s))["insurance_depleted"])
 
@@ -490,6 +533,8 @@ def critical_shock(prepared: Prepared, stress: StressSection | None = None) -> d
         out.update(critical_shock_pct=hi, critical_shock_bracket_pct=[lo, hi])
     out["critical_shock_evaluations"] = runs
     out["critical_shock_note"] = note
+    if multi:
+        out["critical_shock_applies_to"] = "every instrument, the same percent drop at once"
     return out
 
 
@@ -501,8 +546,17 @@ def _fan(ctx: _Context) -> dict[str, Any]:
     prices = _generate(ctx, seeds)
     qs = np.quantile(prices, FAN_QUANTILES, axis=0)
     labels = [f"p{round(q * 100):02d}" for q in FAN_QUANTILES]
-    return {"t_s": (np.arange(ctx.n_steps + 1) * ctx.dt_s).tolist(), "paths": k,
-            "quantiles": {lab: row.tolist() for lab, row in zip(labels, qs, strict=True)}}
+    fan: dict[str, Any] = {"t_s": (np.arange(ctx.n_steps + 1) * ctx.dt_s).tolist(), "paths": k}
+    if not ctx.multi:
+        fan["quantiles"] = {lab: row.tolist() for lab, row in zip(labels, qs, strict=True)}
+        return fan
+    # several instruments: the report's chart shows the first; price_quantiles.parquet holds every one
+    symbols = list(ctx.prepared.registry.symbols)
+    fan["instrument"] = symbols[0]
+    fan["quantiles"] = {lab: row[:, 0].tolist() for lab, row in zip(labels, qs, strict=True)}
+    fan["quantiles_by_instrument"] = {sym: {lab: row[:, i].tolist() for lab, row in zip(labels, qs, strict=True)}
+                                      for i, sym in enumerate(symbols)}
+    return fan
 
 
 # --------------------------------------------------------------------------- progress
@@ -621,10 +675,14 @@ def _concat(tables: Iterable[pa.Table]) -> pa.Table:
         return pa.concat_tables(tables, promote=True)
 
 
-def _choose_engine(engine: str, prep: Prepared) -> tuple[str, str, Any]:
-    """Pick the engine for the paths: returns (name, reason, FastBook or None)."""
+def _check_engine_name(engine: str) -> None:
     if engine not in ("auto", "fast", "general"):
         raise DeleverInputError(f"--engine: expected auto, fast or general, got {engine!r}")
+
+
+def _choose_engine(engine: str, prep: Prepared) -> tuple[str, str, Any]:
+    """Pick the engine for the paths: returns (name, reason, FastBook or None)."""
+    _check_engine_name(engine)
     if engine == "general":
         return "general", "requested", None
     from delever.engine.fast import build_fast_book, fast_kernel_support
@@ -661,6 +719,44 @@ def _money_check_summary(table: pa.Table) -> dict[str, Any]:
     return out
 
 
+def _check_generator_kind(scenario: Scenario, engine: str) -> None:
+    """Refuse a generator of the wrong family, and the fast kernel on a multi-instrument scenario (one line each)."""
+    _check_engine_name(engine)
+    kind = scenario.stress.generator.kind
+    if scenario.is_multi and kind not in MULTI_GENERATOR_KINDS:
+        raise DeleverInputError(f"stress.generator.kind: {kind!r} generates one instrument's path; a scenario with "
+                                f"[[instruments]] needs one of {', '.join(MULTI_GENERATOR_KINDS)}")
+    if not scenario.is_multi and kind not in SINGLE_GENERATOR_KINDS:
+        raise DeleverInputError(f"stress.generator.kind: {kind!r} needs a scenario with [[instruments]] (several "
+                                f"instruments); for one instrument use one of {', '.join(SINGLE_GENERATOR_KINDS)}")
+    if scenario.is_multi and engine == "fast":
+        raise DeleverInputError("--engine fast: the fast kernel runs one instrument's fixed positions; a scenario "
+                                "with [[instruments]] runs on the account engine (use --engine auto or general)")
+
+
+def _prepare_run(scenario: Scenario, data_dir: Path) -> tuple[Any, Any, np.ndarray | None]:
+    """Prepared inputs, prepared generator and, for a multi-instrument run, the start prices (I,)."""
+    if scenario.is_multi:
+        from delever.accounts_run import prepare_accounts
+        from delever.multi_generators import prepare_multi_generator
+
+        prep = prepare_accounts(scenario, data_dir)
+        gen = prepare_multi_generator(scenario.stress.generator, scenario.instruments, data_dir)  # type: ignore[arg-type]
+        return prep, gen, prep.path.price[0].copy()
+    from delever.pathgen import prepare_generator
+
+    return prepare(scenario, data_dir), prepare_generator(scenario.stress.generator, data_dir), None  # type: ignore[arg-type]
+
+
+def _lar_99_by_instrument(table: pa.Table, symbols: list[str]) -> dict[str, float]:
+    """Per-instrument LaR 99 % (liquidated notional of each instrument, ``liq_usd__<SYMBOL>`` columns)."""
+    from delever.metrics import liquidations_at_risk
+    from delever.stress_accounts import per_instrument_column
+
+    return {s: liquidations_at_risk(table.column(per_instrument_column("liq_usd", s)).to_numpy(), (0.99,))[
+        "lar_99_usd"] for s in symbols}
+
+
 def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "processes", workers: int | None = None,
                scheduler: str | None = None, block_size: int | None = None, out_dir: Path | str | None = None,
                resume: Path | str | None = None, progress: bool = True, engine: str = "auto") -> StressResult:
@@ -682,14 +778,18 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         progress: show a progress bar with paths/s on stderr.
         engine: ``"auto"`` (the fast kernel when it supports the scenario, else the general engine),
             ``"fast"`` (an error when it does not) or ``"general"``. The numbers are the same; the
-            summary says which engine ran and why.
+            summary says which engine ran and why. A scenario with ``[[instruments]]`` always runs on the
+            account engine (``"general"``; ``"fast"`` is refused: the kernel is one-instrument) with a
+            ``correlated`` or ``common_factor_crash`` generator; its summary adds
+            ``lar_99_usd_by_instrument`` and the per-path table ``liq_usd__<SYMBOL>``/``adl_usd__<SYMBOL>``.
 
     Returns:
         :class:`StressResult` with the summary, the per-path table and the fan chart data.
 
     Raises:
-        DeleverInputError: bad option, bad scenario input, unreachable Dask scheduler, or a resume
-            folder that is not a stress run or has a different config hash.
+        DeleverInputError: bad option, bad scenario input, unreachable Dask scheduler, a resume
+            folder that is not a stress run or has a different config hash, a one-instrument generator on a
+            multi-instrument scenario (or the reverse), ``--engine fast`` on a multi-instrument scenario.
         StressError: a block failed to compute; finished blocks are kept in the run folder.
     """
     t_wall = time.perf_counter()
@@ -697,10 +797,8 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
     data_dir = Path(data_dir)
     st = scenario.stress
     plan_blocks(st.paths, block_size or st.block_size)  # validates the counts before any work
-    prep = prepare(scenario, data_dir)
-    from delever.pathgen import prepare_generator
-
-    gen = prepare_generator(st.generator, data_dir)
+    _check_generator_kind(scenario, engine)
+    prep, gen, start_prices = _prepare_run(scenario, data_dir)
     chash = stress_config_hash(scenario, prep)
     notes: list[str] = [*prep.notes]
 
@@ -717,10 +815,19 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
     else:
         bs = block_size or st.block_size
     blocks = plan_blocks(st.paths, bs)
-    engine_used, engine_reason, fast_book = _choose_engine(engine, prep)
-    ctx = _Context(prep, gen, float(prep.path.price[0]), _n_steps(st.horizon_s, st.dt_s), float(st.dt_s),
+    if scenario.is_multi:
+        engine_used, fast_book = "general", None
+        engine_reason = (f"account engine: cross-margined accounts over {len(scenario.instruments)} instruments "
+                         "(the fast kernel is one-instrument)")
+        if scenario.multi_driver.mode == "replay":
+            notes.append("stress paths run in stress mode (generated prices are exogenous, impact added); the "
+                         "scenario's replay mode applies to its historical run only")
+    else:
+        engine_used, engine_reason, fast_book = _choose_engine(engine, prep)
+    start_price = float(start_prices[0]) if start_prices is not None else float(prep.path.price[0])
+    ctx = _Context(prep, gen, start_price, _n_steps(st.horizon_s, st.dt_s), float(st.dt_s),
                    int(scenario.seed), int(st.paths), _seed_plan(int(scenario.seed), int(st.paths)),
-                   fast_book=fast_book, kernel_threads=executor == "inprocess")
+                   fast_book=fast_book, kernel_threads=executor == "inprocess", start_prices=start_prices)
 
     fan = _fan(ctx)  # also tries the generator on this grid before any folder or worker exists
 
@@ -794,6 +901,7 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         notes.append(shock["critical_shock_note"])
     risk = tail_metrics(table)
     engines = np.asarray(table.column("engine").to_pylist())
+    symbols = list(prep.registry.symbols) if scenario.is_multi else [scenario.market.instrument]
     summary: dict[str, Any] = {
         "scenario": scenario.name,
         "kind": "stress",
@@ -805,13 +913,16 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         "scheduler": scheduler,
         "engine": engine_used,
         "engine_reason": engine_reason,
+        "engine_kind": "accounts" if scenario.is_multi else "cascade",
         "paths_kernel": int(np.sum(engines == "fast")),
         "paths_general": int(np.sum(engines == "general")),
         "path_engines": _path_engines(engines, engine_used, engine_reason),
         "venue": prep.venue.name,
-        "instrument": scenario.market.instrument,
-        "positions": len(prep.book),
+        "instrument": symbols if scenario.is_multi else scenario.market.instrument,
+        "positions": prep.book.n_positions if scenario.is_multi else len(prep.book),
+        "accounts": prep.book.n_accounts if scenario.is_multi else None,
         "start_price": ctx.start_price,
+        "start_prices": dict(zip(symbols, start_prices.tolist(), strict=True)) if start_prices is not None else None,
         "generator": gen.label,
         "generator_kind": gen.kind,
         "horizon_s": st.horizon_s,
@@ -822,6 +933,7 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         "blocks_resumed": len(blocks) - len(pending),
         "paths_computed": computed_paths,
         **{k: v for k, v in risk.items() if k != "paths"},
+        "lar_99_usd_by_instrument": _lar_99_by_instrument(table, symbols) if scenario.is_multi else None,
         **shock,
         "round_cap_hit_paths": int((table.column("round_cap_hits").to_numpy() > 0).sum())
         if "round_cap_hits" in table.column_names else None,
@@ -839,7 +951,10 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
     summary["wall_s"] = round(time.perf_counter() - t_wall, 3)  # the report shows the time up to here
     if folder is not None:
         _write_table(table, folder / "paths.parquet")
-        fan_table = pa.table({"t_s": fan["t_s"], **fan["quantiles"]})
+        by_ins = fan.get("quantiles_by_instrument")
+        fan_table = pa.table({"t_s": fan["t_s"], **fan["quantiles"]} if by_ins is None else
+                             {"t_s": fan["t_s"], **{f"{lab}__{sym}": v for sym, q in by_ins.items()
+                                                    for lab, v in q.items()}})
         _write_table(fan_table, folder / "price_quantiles.parquet")
         from delever.stress_report import write_stress_report
 

@@ -76,7 +76,12 @@ def _rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
             text += _ci(summary, key)
         if key == "critical_shock_pct" and summary.get(key) is not None:
             text += f" ± {summary.get('critical_shock_tolerance_pct', 0):g}"
+            if summary.get("critical_shock_applies_to"):
+                text += f" ({summary['critical_shock_applies_to']})"
         rows.append((label, text))
+        if key == "lar_99_usd":
+            for sym, v in (summary.get("lar_99_usd_by_instrument") or {}).items():
+                rows.append((f"  LaR 99 % {sym}", _fmt(fmt, v)))
     return rows
 
 
@@ -110,7 +115,8 @@ def _fan_figure(fan: dict[str, Any], start_price: float | None) -> go.Figure:
         fig.add_trace(go.Scatter(x=t, y=q["p50"], mode="lines", name="median", line=dict(color="rgb(31,119,180)")))
     if start_price:
         fig.add_hline(y=start_price, line=dict(color="grey", dash="dot"), annotation_text="start")
-    fig.update_layout(title=f"Generated price paths: quantile bands per step ({fan.get('paths', '?')} paths)",
+    which = f"{fan['instrument']}, " if fan.get("instrument") else ""
+    fig.update_layout(title=f"Generated price paths: quantile bands per step ({which}{fan.get('paths', '?')} paths)",
                       xaxis_title="time (s)", yaxis_title="exogenous price (USD)")
     return fig
 
