@@ -3,10 +3,13 @@
 Per step, for every instrument: exogenous price -> index and traded price (its own depth and impact) -> mark price
 (the venue's method) ; funding settles when an interval ends; then rounds of
 {risk model: equity and maintenance per margin group -> the backstop takes groups below its threshold (Hyperliquid)
--> every position of a liquidatable group sends an order into its instrument's depth, limited at its bankruptcy price
--> a group still below maintenance is closed at bankruptcy prices and the backstop takes its positions and balances
-(Binance) -> ADL per instrument when the backstop cannot carry its inventory} until no group changes (or the round
-cap) -> the backstop unwinds part of each inventory -> resilience.
+-> groups in a step-down freeze wait (OKX) -> every position of a liquidatable group sends an order into its
+instrument's depth, limited at its bankruptcy price (IOC or fill-or-kill step-downs, partial chunks, full closes)
+-> a group still below maintenance (BitMEX / Bybit: also every group whose orders were full closes) is closed at
+bankruptcy prices and the backstop takes its positions and balances -> ADL per instrument when the backstop cannot
+carry its inventory or its equity dropped fast (OKX)} until no group changes (or the round cap) -> the backstop
+unwinds part of each inventory -> resilience. The order of events within a round is that of
+``delever.engine.core.CascadeEngine._round``, which the account engine equals on one-instrument books.
 
 Bankruptcy prices in a cross group (several positions share one equity ``E``): the group's equity is allotted to its
 positions pro rata to their maintenance requirement, ``bp_j = mark_j - side_j E (mm_j / MM) / |q_j|`` (the dYdX v4
@@ -16,11 +19,14 @@ realizes exactly ``-E``. With one position (isolated) it is the classic ``entry 
 Money moves only through paired updates of the state that are also written to the :class:`AssetLedger` in asset
 units; the engine checks conservation per asset and reconciles each party's state with the ledger.
 
-Scope of this engine (the rest is refused by :func:`check_supported` with the reason): linear contracts settled in
-one USD-valued asset per instrument, the Binance USD-M and Hyperliquid liquidation paths (IOC / market orders at the
-bankruptcy limit, step-down to the lower bracket, partial orders with cooldown, fund takeover at bankruptcy, vault
-takeover at mark below 2/3 MM, clearance fee, net-notional cap, ADL by the venue's ranking at the bankruptcy price or
-the previous mark, queue and pro-rata policies).
+Scope of this engine (the rest is refused by :func:`check_supported` and ``delever.venues.components.check_venue``
+with the reason): linear contracts settled in one USD-valued asset per instrument; the Binance USD-M, Hyperliquid,
+Bybit, OKX and BitMEX liquidation paths (IOC / market orders at the bankruptcy limit, fill-or-kill step-down to the
+lower tier or to the first tier with a freeze, partial orders with cooldown, close at the bankruptcy price with the
+surplus to the fund, fund takeover at bankruptcy, vault takeover at mark below 2/3 MM, clearance fee, liquidation
+taker fee with the fee-inclusive bankruptcy price, net-notional cap, ADL by the venue's ranking at the bankruptcy
+price, the previous mark or the mark, on the backstop's loss or a rapid drop of its equity, with a maker fee; queue
+and pro-rata policies). Not run: Drift and dYdX (their own paths in the one-instrument engine), inverse contracts.
 """
 
 from __future__ import annotations
@@ -48,13 +54,13 @@ FUNDING = MARKET   # funding is paid to / received from the outside holders of t
 LIQ_SCHEMA = {
     "step": np.int32, "round": np.int32, "t_s": np.float64, "account": np.int64, "group": np.int64,
     "instrument": str, "side": np.int8, "kind": str, "qty": np.float64, "price": np.float64,
-    "notional_usd": np.float64, "bankruptcy_price": np.float64, "fee_usd": np.float64, "mark_price": np.float64,
-    "group_equity_usd": np.float64, "group_maint_usd": np.float64,
+    "notional_usd": np.float64, "bankruptcy_price": np.float64, "fee_usd": np.float64, "surplus_usd": np.float64,
+    "mark_price": np.float64, "group_equity_usd": np.float64, "group_maint_usd": np.float64,
 }
 ADL_SCHEMA = {
     "step": np.int32, "round": np.int32, "t_s": np.float64, "account": np.int64, "instrument": str, "side": np.int8,
     "qty": np.float64, "price": np.float64, "notional_usd": np.float64, "rank": np.int32, "score": np.float64,
-    "realized_pnl_usd": np.float64, "haircut_usd": np.float64, "trigger": str,
+    "realized_pnl_usd": np.float64, "haircut_usd": np.float64, "fee_usd": np.float64, "trigger": str,
 }
 STEP_SCHEMA = {
     "step": np.int32, "t_s": np.float64, "instrument": str, "exogenous_price": np.float64, "index_price": np.float64,
@@ -492,8 +498,11 @@ class AccountEngine:
         return int(pos.size)
 
     # ------------------------------------------------------------------ liquidation orders
-    def _record_liq(self, step, rnd, t, pos, kind, qty, price, bp, fee, r: GroupRisk, sides: np.ndarray) -> None:
-        """Liquidation rows and per-instrument totals; ``sides`` int8 is each position's side before the fill."""
+    def _record_liq(self, step, rnd, t, pos, kind, qty, price, bp, fee, r: GroupRisk, sides: np.ndarray,
+                    surplus: np.ndarray | float = 0.0) -> None:
+        """Liquidation rows and per-instrument totals; ``sides`` int8 is each position's side before the fill.
+        ``fee`` is what the trader paid in fees (taker and clearance; on a takeover, part of the equity surrendered),
+        ``surplus`` what a close at the bankruptcy price handed the backstop."""
         b = self.b
         ins = b.pos_instrument[pos]
         g = b.pos_group[pos]
@@ -501,7 +510,7 @@ class AccountEngine:
         self.liq_rows.add(step=step, round=rnd, t_s=t, account=self._account_of(pos), group=g,
                           instrument=np.array(self.reg.symbols, dtype=object)[ins], side=sides, kind=kind, qty=qty,
                           price=price, notional_usd=notional, bankruptcy_price=bp, fee_usd=fee,
-                          mark_price=self.mark[ins], group_equity_usd=r.equity_usd[g], group_maint_usd=r.maint_usd[g])
+                          surplus_usd=surplus, mark_price=self.mark[ins], group_equity_usd=r.equity_usd[g], group_maint_usd=r.maint_usd[g])
         longs = sides > 0
         np.add.at(self.per.liquidated_long_usd, ins[longs], notional[longs])
         np.add.at(self.per.liquidated_short_usd, ins[~longs], notional[~longs])
@@ -615,7 +624,7 @@ class AccountEngine:
         slip = np.maximum(sgn * (fqf * self.mark[b.pos_instrument[F]] - nf), 0.0)
         self.totals.trader_liquidation_loss_usd += float((fee + slip).sum()) + float(surplus.sum())
         kind = np.where(planned[filled] & (b.pos_qty[F] != 0), "partial", "market")
-        self._record_liq(step, rnd, t, F, kind, fqf, px, bp[filled], fee, r, sgn.astype(np.int8))
+        self._record_liq(step, rnd, t, F, kind, fqf, px, bp[filled], fee, r, sgn.astype(np.int8), surplus)
         return float(fqf.sum())
 
     # ------------------------------------------------------------------ ADL
@@ -661,6 +670,7 @@ class AccountEngine:
             return 0.0
         realized = self.reg.pnl_settle(np.full(cand.size, ins, np.int32), s * take, e, np.full(cand.size, price))
         self._credit("adl_pnl", cand, realized, MARKET)
+        afee = np.zeros(cand.size)
         if rule.adl_maker_fee_rate > 0:   # Bybit: the deleveraged trader pays the maker fee on the ADL fill
             afee = np.minimum(rule.adl_maker_fee_rate * take * abs(price),
                               np.maximum(b.balance[b.pos_group[cand], self.settle[cand]], 0.0))
@@ -674,7 +684,7 @@ class AccountEngine:
         self.adl_rows.add(step=step, round=rnd, t_s=t, account=self._account_of(cand), instrument=self.reg.symbols[ins],
                           side=s.astype(np.int8), qty=take, price=price, notional_usd=notional,
                           rank=np.arange(1, cand.size + 1), score=score, realized_pnl_usd=realized, haircut_usd=haircut,
-                          trigger=trigger)
+                          fee_usd=afee, trigger=trigger)
         self.per.adl_notional_usd[ins] += notional.sum()
         self.per.adl_count[ins] += cand.size
         if done < need - DUST_QTY:
