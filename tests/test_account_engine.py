@@ -188,3 +188,26 @@ def test_check_venue_runs_the_order_book_venues_and_refuses_the_others():
     for name, why in (("drift", "Drift"), ("dydx-v4", "dYdX")):
         with pytest.raises(DeleverInputError, match=why):
             check_venue(load_venue(name))
+
+
+def test_fee_inclusive_bankruptcy_price_bybit_example():
+    """Bybit's order-cost example (help.bybit.com 900000169703): a 1 BTC long at 50,000 with 10x holds 5,000 + 27
+    USDT (the fee to close at 0.06 %) and goes bankrupt at 45,000; for a one-position group the account engine's
+    price is ``bankruptcy_price_with_close_fee`` to the last bit, and a short mirrors it."""
+    from delever.model import AccountBook, InstrumentRegistry
+    from delever.venues.formulas import bankruptcy_price_with_close_fee
+
+    reg = InstrumentRegistry.linear(["BTCUSDT"])
+    book = AccountBook.from_rows(reg, [1, 2], [0, 0], [1.0, -2.0], [50_000.0, 50_000.0], [True, True],
+                                 [5_027.0, 9_000.0], [0, 0])
+    eng = make_engine(book, "bybit", np.full((2, 1), 48_000.0), 0.0)
+    pos = np.arange(2)
+    r = eng._evaluate_all()
+    bp = eng.bankruptcy_prices(pos, r, 0.0006)
+    assert bp[0] == pytest.approx(45_000.0, rel=1e-12)
+    ref = bankruptcy_price_with_close_fee(np.array([1, -1]), np.array([1.0, 2.0]), np.array([50_000.0, 50_000.0]),
+                                          np.array([5_027.0, 9_000.0]), 0.0006)
+    assert (bp == ref).all()
+    # closing at it leaves exactly the fee to close (qty x bankruptcy price x rate) in the wallet
+    left = book.balance[:, 0] + book.registry.pnl_settle(book.pos_instrument, book.pos_qty, book.pos_entry_price, bp)
+    assert left == pytest.approx(0.0006 * np.abs(book.pos_qty) * bp, rel=1e-9)
