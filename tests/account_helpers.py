@@ -6,29 +6,21 @@ import numpy as np
 
 from delever.engine.accounts import AccountEngine, InstrumentMarket
 from delever.engine.mark import MarkPrice
-from delever.liquidation import Backstop, Deleveraging, LiquidationPolicy
 from delever.market.depth import parametric_curve
 from delever.market.impact import Impact
 from delever.model import AccountBook, InstrumentRegistry
 from delever.risk import TieredRisk
+from delever.venues.components import venue_components
 from delever.venues.rules import load_venue
 from delever.venues.tiers import MarginTiers
 
-VENUE_SYMBOLS = {"binance-usdm": "BTCUSDT", "hyperliquid": "BTC"}
+VENUE_SYMBOLS = {"binance-usdm": "BTCUSDT", "hyperliquid": "BTC", "bybit": "BTCUSDT", "okx": "BTC-USDT-SWAP",
+                 "bitmex": "XBTUSD"}
 
 
 def components(venue: str, policy: str | None = None):
     v = load_venue(venue)
-    L, B, A = v.liquidation, v.backstop, v.adl
-    liq = LiquidationPolicy(partial_threshold_usd=L.partial_threshold_usd, partial_fraction=L.partial_fraction,
-                            partial_cooldown_s=L.partial_cooldown_s, step_down_tiers=L.step_down_tiers,
-                            takeover_after_orders=B.takeover_price == "bankruptcy",
-                            backstop_below_mm_fraction=L.backstop_below_mm_fraction,
-                            clearance_fee_rate=L.clearance_fee_rate)
-    bs = Backstop(B.holder, B.takeover_price, B.max_net_notional_ratio, B.adl_loss_fraction, B.unwind_half_life_s,
-                  B.unwind_max_slippage_pct)
-    dl = Deleveraging(A.ranking, A.price, policy or A.policy, A.pro_rata_cap_fraction)
-    return v, liq, bs, dl
+    return (v, *venue_components(v, policy))
 
 
 def random_book(rng: np.random.Generator, n_instruments: int, n_rows: int, start: np.ndarray,
@@ -66,6 +58,8 @@ def make_engine(book: AccountBook, venue: str, price: np.ndarray, fund_usd: floa
     start = price[0]
     markets = [InstrumentMarket(Impact(parametric_curve("sqrt", depth_usd_at_1pct, float(start[i])), 0.3, 60.0, 50.0,
                                        move_price=not replay),
-                                MarkPrice(mark_method or v.mark.method, v.mark.basis_window_s)) for i in range(n)]
+                                MarkPrice(mark_method or v.mark.method, v.mark.basis_window_s, v.mark.funding_basis,
+                                          v.mark.funding_rate, v.mark.funding_interval_s, v.mark.time_to_funding_s))
+               for i in range(n)]
     t_s = np.arange(price.shape[0], dtype=float) * 10.0
     return AccountEngine(book, TieredRisk((t,) * n), markets, t_s, price, liq, bs, dl, fund_usd, replay=replay)

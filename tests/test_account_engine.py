@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from account_helpers import components, make_engine, random_book
 from delever.risk import Prices, TieredRisk
 
-VENUES = ["binance-usdm", "hyperliquid"]
+VENUES = ["binance-usdm", "bitmex", "bybit", "hyperliquid", "okx"]
 POLICIES = ["queue", "pro_rata", "capped_pro_rata", "risk_aware_pro_rata"]
 
 
@@ -96,12 +96,12 @@ def test_trader_equity_changes_only_by_recorded_costs(seed, n_ins, rows, venue, 
     if liq is not None:
         fills = liq[liq["kind"].isin(["market", "partial"])]
         explained += float((fills["side"] * fills["qty"] * (fills["price"] - fills["mark_price"])).sum())
-        explained -= float(liq["fee_usd"].sum())
+        explained -= float((fills["fee_usd"] + fills["surplus_usd"]).sum())   # a takeover's fee is in its equity
         took = liq[liq["kind"].isin(["takeover", "backstop"])].drop_duplicates(["step", "round", "group"])
         explained -= float(took["group_equity_usd"].sum())
     adl = eng.adl_rows.to_table().to_pandas() if eng.adl_rows.column("qty").size else None
     if adl is not None:
-        explained -= float(adl["haircut_usd"].sum())
+        explained -= float((adl["haircut_usd"] + adl["fee_usd"]).sum())
     scale = max(1.0, float(np.abs(book.balance).sum()) + float((np.abs(book.pos_qty) * mark[book.pos_instrument]).sum()))
     assert after - before == pytest.approx(explained, abs=1e-9 * scale)
 
@@ -168,3 +168,46 @@ def test_money_conserved_per_asset_with_coin_collateral(venue, seed, n_ins, rows
     assert c["state_drift_max"] <= 1e-9 * scale
     for v in c["open_interest_mismatch_qty"].values():
         assert abs(v) <= 1e-9 * max(1.0, float(np.abs(book.pos_qty).sum()))
+
+
+def test_check_venue_runs_the_order_book_venues_and_refuses_the_others():
+    """The account engine runs every order-book venue preset; Drift's and dYdX's own paths are refused by name."""
+    from delever.errors import DeleverInputError
+    from delever.venues.components import ACCOUNT_ENGINE_VENUES, check_venue, venue_components
+    from delever.venues.rules import load_venue
+
+    for name in ACCOUNT_ENGINE_VENUES:
+        liq, bs, dl = venue_components(load_venue(name))
+        assert liq.takeover_after_orders == (name != "hyperliquid")
+    bybit = venue_components(load_venue("bybit"))
+    assert bybit[0].step_down_order == "fill_or_kill" and bybit[0].close_at_bankruptcy
+    assert bybit[0].liquidation_taker_fee_rate > 0 and bybit[2].adl_maker_fee_rate > 0
+    okx = venue_components(load_venue("okx"))
+    assert okx[0].step_down_to == "first_tier" and okx[0].step_down_freeze_s > 0 and okx[0].step_down_from_tier == 3
+    assert okx[1].adl_drawdown_fraction > 0 and okx[2].price == "mark"
+    for name, why in (("drift", "Drift"), ("dydx-v4", "dYdX")):
+        with pytest.raises(DeleverInputError, match=why):
+            check_venue(load_venue(name))
+
+
+def test_fee_inclusive_bankruptcy_price_bybit_example():
+    """Bybit's order-cost example (help.bybit.com 900000169703): a 1 BTC long at 50,000 with 10x holds 5,000 + 27
+    USDT (the fee to close at 0.06 %) and goes bankrupt at 45,000; for a one-position group the account engine's
+    price is ``bankruptcy_price_with_close_fee`` to the last bit, and a short mirrors it."""
+    from delever.model import AccountBook, InstrumentRegistry
+    from delever.venues.formulas import bankruptcy_price_with_close_fee
+
+    reg = InstrumentRegistry.linear(["BTCUSDT"])
+    book = AccountBook.from_rows(reg, [1, 2], [0, 0], [1.0, -2.0], [50_000.0, 50_000.0], [True, True],
+                                 [5_027.0, 9_000.0], [0, 0])
+    eng = make_engine(book, "bybit", np.full((2, 1), 48_000.0), 0.0)
+    pos = np.arange(2)
+    r = eng._evaluate_all()
+    bp = eng.bankruptcy_prices(pos, r, 0.0006)
+    assert bp[0] == pytest.approx(45_000.0, rel=1e-12)
+    ref = bankruptcy_price_with_close_fee(np.array([1, -1]), np.array([1.0, 2.0]), np.array([50_000.0, 50_000.0]),
+                                          np.array([5_027.0, 9_000.0]), 0.0006)
+    assert (bp == ref).all()
+    # closing at it leaves exactly the fee to close (qty x bankruptcy price x rate) in the wallet
+    left = book.balance[:, 0] + book.registry.pnl_settle(book.pos_instrument, book.pos_qty, book.pos_entry_price, bp)
+    assert left == pytest.approx(0.0006 * np.abs(book.pos_qty) * bp, rel=1e-9)

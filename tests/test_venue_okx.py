@@ -75,10 +75,10 @@ def test_partial_liquidation_waits_a_minute_then_liquidates_in_full():
 def test_rapid_drop_window():
     # Decline from the peak of the last 8 hours: 25 % -> no ADL, 31 % -> ADL; a peak older than 8 h is forgotten.
     eng = engine_for("okx", 50_000.0, [1], [1.0], [50_000.0], [5_000.0], fund_usd=100.0)
-    assert not eng._fund_dropped(0.0, 100.0)
-    assert not eng._fund_dropped(3_600.0, 75.0)
-    assert eng._fund_dropped(7_200.0, 69.0)
-    assert not eng._fund_dropped(30_000.0, 69.0)  # peak within [1,200 s, 30,000 s] is 75
+    assert not eng._fund_drawdown.dropped(0.0, 100.0)
+    assert not eng._fund_drawdown.dropped(3_600.0, 75.0)
+    assert eng._fund_drawdown.dropped(7_200.0, 69.0)
+    assert not eng._fund_drawdown.dropped(30_000.0, 69.0)  # peak within [1,200 s, 30,000 s] is 75
 
 
 def _fund_with_long_inventory(mark: float):

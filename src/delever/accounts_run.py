@@ -234,6 +234,7 @@ def account_metrics(prep: PreparedAccounts, eng: AccountEngine) -> dict[str, obj
         "insurance_fund_start_usd": eng.fund_start_usd,
         "insurance_fund_end_usd": eng.backstop_equity_usd(),
         "bad_debt_usd": float(eng.totals.bad_debt_usd),
+        "fee_pool_usd": float((eng.fee_pool_cash * eng.asset_usd).sum()),   # liquidation taker and ADL maker fees
         "adl_notional_usd": float(per.adl_notional_usd.sum()),
         "adl_count": int(per.adl_count.sum()),
         "adl_accounts": int(np.unique(adl_accounts).size),

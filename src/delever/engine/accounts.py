@@ -3,10 +3,13 @@
 Per step, for every instrument: exogenous price -> index and traded price (its own depth and impact) -> mark price
 (the venue's method) ; funding settles when an interval ends; then rounds of
 {risk model: equity and maintenance per margin group -> the backstop takes groups below its threshold (Hyperliquid)
--> every position of a liquidatable group sends an order into its instrument's depth, limited at its bankruptcy price
--> a group still below maintenance is closed at bankruptcy prices and the backstop takes its positions and balances
-(Binance) -> ADL per instrument when the backstop cannot carry its inventory} until no group changes (or the round
-cap) -> the backstop unwinds part of each inventory -> resilience.
+-> groups in a step-down freeze wait (OKX) -> every position of a liquidatable group sends an order into its
+instrument's depth, limited at its bankruptcy price (IOC or fill-or-kill step-downs, partial chunks, full closes)
+-> a group still below maintenance (BitMEX / Bybit: also every group whose orders were full closes) is closed at
+bankruptcy prices and the backstop takes its positions and balances -> ADL per instrument when the backstop cannot
+carry its inventory or its equity dropped fast (OKX)} until no group changes (or the round cap) -> the backstop
+unwinds part of each inventory -> resilience. The order of events within a round is that of
+``delever.engine.core.CascadeEngine._round``, which the account engine equals on one-instrument books.
 
 Bankruptcy prices in a cross group (several positions share one equity ``E``): the group's equity is allotted to its
 positions pro rata to their maintenance requirement, ``bp_j = mark_j - side_j E (mm_j / MM) / |q_j|`` (the dYdX v4
@@ -16,11 +19,14 @@ realizes exactly ``-E``. With one position (isolated) it is the classic ``entry 
 Money moves only through paired updates of the state that are also written to the :class:`AssetLedger` in asset
 units; the engine checks conservation per asset and reconciles each party's state with the ledger.
 
-Scope of this engine (the rest is refused by :func:`check_supported` with the reason): linear contracts settled in
-one USD-valued asset per instrument, the Binance USD-M and Hyperliquid liquidation paths (IOC / market orders at the
-bankruptcy limit, step-down to the lower bracket, partial orders with cooldown, fund takeover at bankruptcy, vault
-takeover at mark below 2/3 MM, clearance fee, net-notional cap, ADL by the venue's ranking at the bankruptcy price or
-the previous mark, queue and pro-rata policies).
+Scope of this engine (the rest is refused by :func:`check_supported` and ``delever.venues.components.check_venue``
+with the reason): linear contracts settled in one USD-valued asset per instrument; the Binance USD-M, Hyperliquid,
+Bybit, OKX and BitMEX liquidation paths (IOC / market orders at the bankruptcy limit, fill-or-kill step-down to the
+lower tier or to the first tier with a freeze, partial orders with cooldown, close at the bankruptcy price with the
+surplus to the fund, fund takeover at bankruptcy, vault takeover at mark below 2/3 MM, clearance fee, liquidation
+taker fee with the fee-inclusive bankruptcy price, net-notional cap, ADL by the venue's ranking at the bankruptcy
+price, the previous mark or the mark, on the backstop's loss or a rapid drop of its equity, with a maker fee; queue
+and pro-rata policies). Not run: Drift and dYdX (their own paths in the one-instrument engine), inverse contracts.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from delever.engine.core import DUST_QTY, _top_ranked, adl_allocation
+from delever.engine.drawdown import PeakDrawdown
 from delever.engine.mark import MarkPrice
 from delever.engine.tables import TableBuilder
 from delever.errors import DeleverInputError
-from delever.ledger import BAD_DEBT, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, AssetLedger
+from delever.ledger import BAD_DEBT, FEE_POOL, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, AssetLedger
 from delever.liquidation import Backstop, Deleveraging, LiquidationPolicy
 from delever.market.impact import Impact
 from delever.model.accounts import AccountBook
@@ -47,13 +54,13 @@ FUNDING = MARKET   # funding is paid to / received from the outside holders of t
 LIQ_SCHEMA = {
     "step": np.int32, "round": np.int32, "t_s": np.float64, "account": np.int64, "group": np.int64,
     "instrument": str, "side": np.int8, "kind": str, "qty": np.float64, "price": np.float64,
-    "notional_usd": np.float64, "bankruptcy_price": np.float64, "fee_usd": np.float64, "mark_price": np.float64,
-    "group_equity_usd": np.float64, "group_maint_usd": np.float64,
+    "notional_usd": np.float64, "bankruptcy_price": np.float64, "fee_usd": np.float64, "surplus_usd": np.float64,
+    "mark_price": np.float64, "group_equity_usd": np.float64, "group_maint_usd": np.float64,
 }
 ADL_SCHEMA = {
     "step": np.int32, "round": np.int32, "t_s": np.float64, "account": np.int64, "instrument": str, "side": np.int8,
     "qty": np.float64, "price": np.float64, "notional_usd": np.float64, "rank": np.int32, "score": np.float64,
-    "realized_pnl_usd": np.float64, "haircut_usd": np.float64, "trigger": str,
+    "realized_pnl_usd": np.float64, "haircut_usd": np.float64, "fee_usd": np.float64, "trigger": str,
 }
 STEP_SCHEMA = {
     "step": np.int32, "t_s": np.float64, "instrument": str, "exogenous_price": np.float64, "index_price": np.float64,
@@ -176,6 +183,8 @@ class AccountEngine:
                              "backstop": self.bs_cash.copy(), "market": np.zeros(K), "bad_debt": np.zeros(K),
                              "fee_pool": np.zeros(K)}
         self.cooldown_until = np.full(self.b.n_positions, -np.inf)
+        self.frozen_until = np.full(self.b.n_groups, -np.inf)      # OKX: step-down freeze per margin group
+        self._fund_drawdown = PeakDrawdown(backstop.adl_drawdown_fraction, backstop.adl_drawdown_window_s)
         self.ledger = AssetLedger(reg.assets.symbols)
         self.per = PerInstrument.zeros(self.n_ins)
         self.totals = AccountTotals()
@@ -358,7 +367,7 @@ class AccountEngine:
         for a in np.unique(k):
             m = k == a
             self._party_log["traders"][int(a)].append(np.array(amount[m], dtype=np.float64))
-            self._move("market" if payer == MARKET else "backstop", int(a), -amount[m])
+            self._move({MARKET: "market", FEE_POOL: "fee_pool"}.get(payer, "backstop"), int(a), -amount[m])
             self.ledger.transfer(kind, int(a), payer, self._account_of(pos[m]), amount[m], self.asset_usd[a])
 
     def equity_usd(self) -> np.ndarray:
@@ -369,17 +378,32 @@ class AccountEngine:
         return float((self.bs_cash * self.asset_usd).sum() + (self.inv_qty * (self.mark - self.inv_entry)).sum())
 
     # ------------------------------------------------------------------ bankruptcy prices
-    def bankruptcy_prices(self, pos: np.ndarray, r: GroupRisk) -> np.ndarray:
+    def bankruptcy_prices(self, pos: np.ndarray, r: GroupRisk, close_fee_rate: float = 0.0) -> np.ndarray:
         """Bankruptcy price of positions ``pos``: the group's equity allotted pro rata to maintenance.
 
         ``bp_j = mark_j - side_j E_g w_j / |q_j|`` with ``w_j = mm_j / MM_g`` (module docstring), computed as
-        ``entry_j - side_j (C_g w_j + (U_g - u_j) w_j - u_j (1 - w_j)) / |q_j|`` (``C`` collateral, ``U`` the group's
-        unrealized PnL, ``u_j`` the position's), which is the classic ``entry - side x collateral / qty`` to the last
-        bit for a group of one position. float64 ``(len(pos),)``.
+        ``entry_j - side_j A_j / |q_j|`` with the position's collateral share ``A_j`` (:meth:`collateral_share`),
+        which is the classic ``entry - side x collateral / qty`` to the last bit for a group of one position.
+        With ``close_fee_rate`` (Bybit's taker fee) the share also pays the fee to close at that price:
+        ``bp_j = (entry_j - side_j A_j / |q_j|) / (1 - side_j fee)``
+        (``delever.venues.formulas.bankruptcy_price_with_close_fee``, same float order). float64 ``(len(pos),)``.
+        """
+        b = self.b
+        q = b.pos_qty[pos]
+        s = np.sign(q)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bp = b.pos_entry_price[pos] - s * self.collateral_share(pos, r) / np.abs(q)
+            return bp if close_fee_rate == 0 else bp / (1.0 - s * close_fee_rate)
+
+    def collateral_share(self, pos: np.ndarray, r: GroupRisk) -> np.ndarray:
+        """The part of its group's collateral that backs each position of ``pos`` at its bankruptcy price (USD).
+
+        ``A_j = C_g w_j + (U_g - u_j) w_j - u_j (1 - w_j)`` (``C`` collateral, ``U`` the group's unrealized PnL,
+        ``u_j`` the position's, ``w_j = mm_j / MM_g``): the equity share ``E_g w_j`` less the position's own PnL.
+        Equal to the group's collateral, to the last bit, for a group of one position. float64 ``(len(pos),)``.
         """
         b = self.b
         g = b.pos_group[pos]
-        q = b.pos_qty[pos]
         mm_g = r.maint_usd[g]
         w = np.where(mm_g > 0, r.pos_maint_usd[pos] / np.where(mm_g > 0, mm_g, 1.0), 0.0)
         if r is self._risk:
@@ -388,8 +412,11 @@ class AccountEngine:
             upnl_g = np.bincount(b.pos_group, weights=r.pos_upnl_usd, minlength=b.n_groups)
             coll = r.collateral_usd if r.collateral_usd is not None else r.equity_usd - upnl_g
         u = r.pos_upnl_usd[pos]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return b.pos_entry_price[pos] - np.sign(q) * (coll[g] * w + (upnl_g[g] - u) * w - u * (1.0 - w)) / np.abs(q)
+        return coll[g] * w + (upnl_g[g] - u) * w - u * (1.0 - w)
+
+    def _bankruptcy(self, pos: np.ndarray, r: GroupRisk) -> np.ndarray:
+        """The venue's bankruptcy prices: with the liquidation taker fee to close when it charges one."""
+        return self.bankruptcy_prices(pos, r, self.liq.liquidation_taker_fee_rate)
 
     # ------------------------------------------------------------------ backstop
     def _backstop_trade(self, ins: int, signed_qty: float, price: float, kind: str) -> None:
@@ -450,10 +477,15 @@ class AccountEngine:
             return 0
         q = b.pos_qty[pos].copy()
         ins = b.pos_instrument[pos]
-        bp = self.bankruptcy_prices(pos, r)
+        bp = self._bankruptcy(pos, r)
         px = self.mark[ins] if at_mark else bp
         # what the trader surrenders: the group's equity at mark
         self.totals.trader_liquidation_loss_usd += float(np.maximum(r.equity_usd[groups], 0.0).sum())
+        fee = np.zeros(pos.size)
+        if not at_mark and self.liq.liquidation_taker_fee_rate > 0:
+            # Bybit: the closing order's taker fee at the bankruptcy price, out of the wallet before the takeover
+            fee = self._wallet_fee(pos, self.liq.liquidation_taker_fee_rate * np.abs(q) * np.abs(bp))
+            self._credit("liquidation_taker_fee", pos, -fee, FEE_POOL)
         realized = self.reg.pnl_settle(ins, q, b.pos_entry_price[pos], px)
         self._credit("takeover_pnl", pos, realized, MARKET)
         b.pos_qty[pos] = 0.0
@@ -464,13 +496,16 @@ class AccountEngine:
                     price = self.mark[i] if at_mark else float((np.abs(q[s]) * px[s]).sum() / np.abs(q[s]).sum())
                     self._backstop_trade(int(i), float(q[s].sum()), float(price), "takeover_pnl")
         self._take_balances(groups, "backstop_collateral" if at_mark else "takeover_loss")
-        self._record_liq(step, rnd, t, pos, "backstop" if at_mark else "takeover", np.abs(q), px, bp,
-                         np.zeros(pos.size), r, np.sign(q).astype(np.int8))
+        self._record_liq(step, rnd, t, pos, "backstop" if at_mark else "takeover", np.abs(q), px, bp, fee, r,
+                         np.sign(q).astype(np.int8))
         return int(pos.size)
 
     # ------------------------------------------------------------------ liquidation orders
-    def _record_liq(self, step, rnd, t, pos, kind, qty, price, bp, fee, r: GroupRisk, sides: np.ndarray) -> None:
-        """Liquidation rows and per-instrument totals; ``sides`` int8 is each position's side before the fill."""
+    def _record_liq(self, step, rnd, t, pos, kind, qty, price, bp, fee, r: GroupRisk, sides: np.ndarray,
+                    surplus: np.ndarray | float = 0.0) -> None:
+        """Liquidation rows and per-instrument totals; ``sides`` int8 is each position's side before the fill.
+        ``fee`` is what the trader paid in fees (taker and clearance; on a takeover, part of the equity surrendered),
+        ``surplus`` what a close at the bankruptcy price handed the backstop."""
         b = self.b
         ins = b.pos_instrument[pos]
         g = b.pos_group[pos]
@@ -478,7 +513,7 @@ class AccountEngine:
         self.liq_rows.add(step=step, round=rnd, t_s=t, account=self._account_of(pos), group=g,
                           instrument=np.array(self.reg.symbols, dtype=object)[ins], side=sides, kind=kind, qty=qty,
                           price=price, notional_usd=notional, bankruptcy_price=bp, fee_usd=fee,
-                          mark_price=self.mark[ins], group_equity_usd=r.equity_usd[g], group_maint_usd=r.maint_usd[g])
+                          surplus_usd=surplus, mark_price=self.mark[ins], group_equity_usd=r.equity_usd[g], group_maint_usd=r.maint_usd[g])
         longs = sides > 0
         np.add.at(self.per.liquidated_long_usd, ins[longs], notional[longs])
         np.add.at(self.per.liquidated_short_usd, ins[~longs], notional[~longs])
@@ -487,13 +522,15 @@ class AccountEngine:
         for a, i in zip(accts.tolist(), ins.tolist(), strict=True):
             self.totals.instruments_liquidated.setdefault(a, set()).add(i)
 
-    def _orders(self, pos: np.ndarray, r: GroupRisk, t: float) -> tuple[np.ndarray, np.ndarray]:
-        """Order size (positive, quantity units) of each position of the liquidatable groups, and whether the
-        order is a planned partial (step-down or partial chunk) rather than a full close."""
+    def _orders(self, pos: np.ndarray, r: GroupRisk, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Order size (positive, quantity units) of each position of the liquidatable groups, whether the
+        order is a planned partial (step-down or partial chunk) rather than a full close, and whether it is a
+        step-down order. Starts the step-down freeze of the groups that get one."""
         b, rule = self.b, self.liq
         q = np.abs(b.pos_qty[pos])
         order = q.copy()
         planned = np.zeros(pos.size, bool)
+        step_down = np.zeros(pos.size, bool)
         ins = b.pos_instrument[pos]
         notional = self.reg.notional_usd(ins, q, self.mark[ins])
         if rule.step_down_tiers:
@@ -503,21 +540,50 @@ class AccountEngine:
                     m = ins == i
                     tt = tiers[int(i)]
                     k = tt.tier_index(notional[m])
-                    down = k >= 1
+                    down = k >= rule.step_down_from_tier - 1
                     idx = np.flatnonzero(m)[down]
-                    order[idx] = q[idx] - tt.floor_usd[k[down]] / self.mark[i]
+                    top = k[down] if rule.step_down_to == "lower_tier" else 1   # floor of tier k = top of tier k-1
+                    order[idx] = q[idx] - tt.floor_usd[top] / self.mark[i]
                     planned[idx] = True
+                    step_down[idx] = True
+            if rule.step_down_freeze_s > 0:
+                self.frozen_until[b.pos_group[pos[step_down]]] = t + rule.step_down_freeze_s
         if rule.partial_threshold_usd > 0 and rule.partial_fraction < 1:
             big = (notional > rule.partial_threshold_usd) & (self.cooldown_until[pos] <= t)
             order[big] = q[big] * rule.partial_fraction
             planned |= big
             self.cooldown_until[pos[big]] = t + rule.partial_cooldown_s
-        return np.clip(order, 0.0, q), planned
+        return np.clip(order, 0.0, q), planned, step_down
 
-    def _fill_orders(self, step, rnd, t, pos: np.ndarray, order: np.ndarray, planned: np.ndarray, r: GroupRisk) -> float:
-        """Send the orders into each instrument's depth at the bankruptcy limit; realize PnL, charge the fee."""
+    def _wallet_fee(self, F: np.ndarray, want: np.ndarray) -> np.ndarray:
+        """Fees ``want`` (settlement-asset units) of positions ``F`` as their wallets can pay them: out of the
+        group's settlement-asset balance, never below zero; positions of one group take in order what the earlier
+        ones left. float64 ``(len(F),)``."""
         b = self.b
-        bp = self.bankruptcy_prices(pos, r)
+        room = np.maximum(b.balance[b.pos_group[F], self.settle[F]], 0.0)
+        g = b.pos_group[F]
+        o = np.lexsort((np.arange(F.size), g))
+        cum = np.cumsum(want[o])
+        first = np.r_[True, g[o][1:] != g[o][:-1]]
+        before = cum - want[o]
+        before -= before[np.flatnonzero(first)][np.cumsum(first) - 1]
+        fee = np.empty(F.size)
+        fee[o] = np.clip(room[o] - before, 0.0, want[o])
+        return fee
+
+    def _fill_orders(self, step, rnd, t, pos: np.ndarray, order: np.ndarray, planned: np.ndarray, r: GroupRisk,
+                     fok: np.ndarray | None = None) -> float:
+        """Send the orders into each instrument's depth at the bankruptcy limit; realize PnL, charge the fees.
+
+        ``fok`` (bool per order or None): fill-or-kill orders. Fees out of the fill: the liquidation taker fee
+        (fee pool), then the clearance fee (backstop). With ``close_at_bankruptcy`` a full-close order is the
+        trader's close at the bankruptcy price: what the fill frees beyond the collateral share backing the rest
+        (``A_j x rest / size``) goes to the backstop (``delever.engine.core.CascadeEngine._liquidation_fills``).
+        """
+        b, rule = self.b, self.liq
+        bp = self._bankruptcy(pos, r)
+        share = self.collateral_share(pos, r) if rule.close_at_bankruptcy else None
+        q_before = np.abs(b.pos_qty[pos])
         ins = b.pos_instrument[pos]
         fq = np.zeros(pos.size)
         notional = np.zeros(pos.size)
@@ -528,7 +594,7 @@ class AccountEngine:
             for m_side, fill in ((sells, imp.sell), (~sells, imp.buy)):
                 m = (ins == i) & m_side
                 if m.any():
-                    fq[m], notional[m] = fill(exo, order[m], bp[m])
+                    fq[m], notional[m] = fill(exo, order[m], bp[m], None if fok is None else fok[m])
         filled = fq > 0
         if not filled.any():
             return 0.0
@@ -538,27 +604,30 @@ class AccountEngine:
         px = nf / fqf
         realized = self.reg.pnl_from_fill(b.pos_instrument[F], sgn * fqf, b.pos_entry_price[F], nf)
         self._credit("liquidation_pnl", F, realized, MARKET)
-        fee = np.zeros(F.size)
-        if self.liq.clearance_fee_rate > 0:
+        tfee = np.zeros(F.size)
+        if rule.liquidation_taker_fee_rate > 0:
+            tfee = self._wallet_fee(F, rule.liquidation_taker_fee_rate * nf)
+            self._credit("liquidation_taker_fee", F, -tfee, FEE_POOL)
+        cfee = np.zeros(F.size)
+        if rule.clearance_fee_rate > 0:
             # out of the wallet (settlement-asset balance) after the realized PnL, never below zero
-            room = np.maximum(b.balance[b.pos_group[F], self.settle[F]], 0.0)
-            want = self.liq.clearance_fee_rate * nf
-            # positions of one group share its wallet: in order, each takes what the earlier ones left
-            g = b.pos_group[F]
-            o = np.lexsort((np.arange(F.size), g))
-            cum = np.cumsum(want[o])
-            first = np.r_[True, g[o][1:] != g[o][:-1]]
-            before = cum - want[o]
-            before -= before[np.flatnonzero(first)][np.cumsum(first) - 1]
-            fee = np.empty(F.size)
-            fee[o] = np.clip(room[o] - before, 0.0, want[o])
-            self._credit("clearance_fee", F, -fee, self.party)
+            cfee = self._wallet_fee(F, rule.clearance_fee_rate * nf)
+            self._credit("clearance_fee", F, -cfee, self.party)
         b.pos_qty[F] = np.where(fqf >= np.abs(b.pos_qty[F]) - DUST_QTY, 0.0, b.pos_qty[F] - sgn * fqf)
+        fee = tfee + cfee
+        surplus = np.zeros(F.size)
+        if rule.close_at_bankruptcy:
+            # margin is linear in size at a fixed bankruptcy price: the rest keeps A x (rest / size)
+            A = share[filled]
+            left = ((A + realized) - tfee) - cfee       # the position's collateral after the fill, as the old engine
+            surplus = np.where(~planned[filled], np.maximum(left - A * np.abs(b.pos_qty[F]) / q_before[filled], 0.0),
+                               0.0)
+            self._credit("liquidation_surplus", F, -surplus, self.party)
         np.add.at(self.per.market_net_bought_qty, b.pos_instrument[F], -sgn * fqf)
         slip = np.maximum(sgn * (fqf * self.mark[b.pos_instrument[F]] - nf), 0.0)
-        self.totals.trader_liquidation_loss_usd += float((fee + slip).sum())
+        self.totals.trader_liquidation_loss_usd += float((fee + slip).sum()) + float(surplus.sum())
         kind = np.where(planned[filled] & (b.pos_qty[F] != 0), "partial", "market")
-        self._record_liq(step, rnd, t, F, kind, fqf, px, bp[filled], fee, r, sgn.astype(np.int8))
+        self._record_liq(step, rnd, t, F, kind, fqf, px, bp[filled], fee, r, sgn.astype(np.int8), surplus)
         return float(fqf.sum())
 
     # ------------------------------------------------------------------ ADL
@@ -604,6 +673,11 @@ class AccountEngine:
             return 0.0
         realized = self.reg.pnl_settle(np.full(cand.size, ins, np.int32), s * take, e, np.full(cand.size, price))
         self._credit("adl_pnl", cand, realized, MARKET)
+        afee = np.zeros(cand.size)
+        if rule.adl_maker_fee_rate > 0:   # Bybit: the deleveraged trader pays the maker fee on the ADL fill
+            afee = np.minimum(rule.adl_maker_fee_rate * take * abs(price),
+                              np.maximum(b.balance[b.pos_group[cand], self.settle[cand]], 0.0))
+            self._credit("adl_maker_fee", cand, -afee, FEE_POOL)
         b.pos_qty[cand] -= s * take
         b.pos_qty[cand[np.abs(b.pos_qty[cand]) <= DUST_QTY]] = 0.0
         self._backstop_trade(ins, -inv_side * done, price, "adl_pnl")
@@ -613,7 +687,7 @@ class AccountEngine:
         self.adl_rows.add(step=step, round=rnd, t_s=t, account=self._account_of(cand), instrument=self.reg.symbols[ins],
                           side=s.astype(np.int8), qty=take, price=price, notional_usd=notional,
                           rank=np.arange(1, cand.size + 1), score=score, realized_pnl_usd=realized, haircut_usd=haircut,
-                          trigger=trigger)
+                          fee_usd=afee, trigger=trigger)
         self.per.adl_notional_usd[ins] += notional.sum()
         self.per.adl_count[ins] += cand.size
         if done < need - DUST_QTY:
@@ -621,15 +695,32 @@ class AccountEngine:
         return done
 
     def _adl_price(self, ins: int) -> float:
-        return float(self.inv_entry[ins] if self.adl_rule.price == "bankruptcy" else self.prev_mark[ins])
+        """ADL fill price: the backstop's entry (bankruptcy price of what it took over), the previous mark, or
+        (OKX) the mark, the entry once the backstop's equity is below ``bankruptcy_below_fund_fraction`` of its start."""
+        rule = self.adl_rule
+        if rule.price == "bankruptcy":
+            return float(self.inv_entry[ins])
+        if rule.price == "previous_mark":
+            return float(self.prev_mark[ins])
+        if self.backstop_equity_usd() < rule.bankruptcy_below_fund_fraction * self.fund_start_usd:
+            return float(self.inv_entry[ins])
+        return float(self.mark[ins])
 
     def _backstop_checks(self, step: int, rnd: int, t: float) -> float:
-        """ADL when the backstop cannot carry its inventory: loss beyond its cash, or net notional above its cap."""
+        """ADL when the backstop cannot carry its inventory: a rapid drop of its equity (OKX; every inventory),
+        loss beyond its cash, or net notional above its cap."""
         rule = self.bs_rule
         done = 0.0
+        # the peak is observed on every check, inventory or not (as the one-instrument engine does)
+        dropped = rule.adl_drawdown_fraction > 0 and self._fund_drawdown.dropped(t, self.backstop_equity_usd())
         live = np.flatnonzero(self.inv_qty != 0)
         if live.size == 0:
             return 0.0
+        if dropped:
+            for i in live:
+                done += self._adl(int(i), abs(float(self.inv_qty[i])), self._adl_price(int(i)), "fund_drawdown",
+                                  step, rnd, t)
+            return done
         upnl = self.inv_qty * (self.mark - self.inv_entry)
         cash = max(float((self.bs_cash * self.asset_usd).sum()), 0.0)
         f = rule.adl_loss_fraction
@@ -680,22 +771,54 @@ class AccountEngine:
                 if deep.size:
                     progress += self._takeover(step, rnd, t, deep, r, at_mark=True)
                     liq_groups = np.setdiff1d(liq_groups, deep, assume_unique=True)
+            if liq_groups.size and self.liq.step_down_freeze_s > 0:
+                # OKX: a group that got a step-down order waits out the freeze before it is looked at again
+                liq_groups = liq_groups[self.frozen_until[liq_groups] <= t]
             if liq_groups.size:
-                pos = self._positions_of(liq_groups)
-                pos = pos[b.pos_qty[pos] != 0]
-                order, planned = self._orders(pos, r, t)
-                progress += self._fill_orders(step, rnd, t, pos, order, planned, r)
-                if self.liq.takeover_after_orders:
-                    r2 = self._evaluate_groups(liq_groups)
-                    still = liq_groups[(r2.equity_usd[liq_groups] < r2.maint_usd[liq_groups])
-                                       & (r2.maint_usd[liq_groups] > 0)]
-                    if still.size:
-                        progress += self._takeover(step, rnd, t, still, r2, at_mark=self.bs_rule.takeover_price == "mark")
+                progress += self._liquidate(step, rnd, t, liq_groups, r)
         if self._round_liquidated:   # one liquidation event per position per round (an order and its takeover)
             done = np.unique(np.concatenate(self._round_liquidated))
             np.add.at(self.per.liquidation_count, b.pos_instrument[done], 1)
         progress += self._backstop_checks(step, rnd, t)
         return progress > 0
+
+    def _liquidate(self, step: int, rnd: int, t: float, groups: np.ndarray, r: GroupRisk) -> float:
+        """Orders for every position of liquidatable ``groups``, then the takeover of what the venue hands the
+        backstop. Event order of ``delever.engine.core.CascadeEngine._round``: orders (step-down, partial or full
+        close; FOK step-downs) -> groups still below maintenance (not frozen) -> with ``close_at_bankruptcy``, full-close
+        orders at the bankruptcy price for the deficient groups that were stepped down, and the takeover of every
+        full-close group's rest whatever its margin -> takeover at bankruptcy prices. Returns the progress made."""
+        b, rule = self.b, self.liq
+        pos = self._positions_of(groups)
+        pos = pos[b.pos_qty[pos] != 0]
+        order, planned, step_down = self._orders(pos, r, t)
+        fok = step_down if rule.step_down_order == "fill_or_kill" else None
+        progress = self._fill_orders(step, rnd, t, pos, order, planned, r, fok)
+        if not rule.takeover_after_orders:
+            return progress
+        self._round_liquidated.append(pos)   # every position that got an order is a liquidation event
+        cand = groups
+        if rule.step_down_freeze_s > 0:   # a stepped-down group is not taken over during its freeze
+            cand = np.setdiff1d(cand, b.pos_group[pos[step_down]], assume_unique=False)
+        if cand.size == 0:
+            return progress
+        r2 = self._evaluate_groups(cand)
+        live = r2.maint_usd[cand] > 0
+        deficient = (r2.equity_usd[cand] < r2.maint_usd[cand]) & live
+        if rule.close_at_bankruptcy:
+            full = ~np.isin(cand, b.pos_group[pos[planned]]) & live
+            second = cand[deficient & ~full]
+            if second.size:
+                sp = self._positions_of(second)
+                sp = sp[b.pos_qty[sp] != 0]
+                progress += self._fill_orders(step, rnd, t, sp, np.abs(b.pos_qty[sp]), np.zeros(sp.size, bool), r2)
+                r2 = self._evaluate_groups(cand)
+                live = r2.maint_usd[cand] > 0
+            deficient = (deficient | full) & live
+        still = cand[deficient]
+        if still.size:
+            progress += self._takeover(step, rnd, t, still, r2, at_mark=self.bs_rule.takeover_price == "mark")
+        return progress
 
     # ------------------------------------------------------------------ unwinding
     def _unwind(self, dt_s: float) -> None:

@@ -42,12 +42,12 @@ state and ledger.
 
 from __future__ import annotations
 
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
 from delever.book import PositionBook
+from delever.engine.drawdown import PeakDrawdown
 from delever.engine.drift import DriftLiquidation
 from delever.engine.dydx_path import DydxPath
 from delever.engine.ledger import BAD_DEBT, FEE_POOL, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, Ledger
@@ -241,7 +241,7 @@ class CascadeEngine(DydxPath):
         else:
             self.backstop = Backstop(party, float(insurance_fund_usd))
         self.fund_start_usd = float(insurance_fund_usd)
-        self._fund_peaks: deque[tuple[float, float]] = deque()  # (t, equity), decreasing equity: window maximum
+        self._fund_drawdown = PeakDrawdown(venue.backstop.adl_drawdown_fraction, venue.backstop.adl_drawdown_window_s)
         self.frozen_until = np.full(self.qty.size, -np.inf)      # OKX step-down freeze
         self.market_cash = 0.0
         self.bad_debt_cash = 0.0
@@ -562,7 +562,7 @@ class CascadeEngine(DydxPath):
     def _backstop_checks(self, mark: float, prev_mark: float, step: int, rnd: int, t: float) -> float:
         """ADL when the backstop cannot accept its inventory: net-notional cap or loss beyond its balance."""
         bs, rule = self.backstop, self.venue.backstop
-        dropped = rule.adl_drawdown_fraction > 0 and self._fund_dropped(t, bs.equity(mark))
+        dropped = rule.adl_drawdown_fraction > 0 and self._fund_drawdown.dropped(t, bs.equity(mark))
         if bs.inv_qty == 0:
             return 0.0
         price = self._adl_price(mark, prev_mark)
@@ -602,22 +602,6 @@ class CascadeEngine(DydxPath):
         if bs.equity(mark) < adl.bankruptcy_below_fund_fraction * self.fund_start_usd:
             return bs.inv_entry
         return mark
-
-    def _fund_dropped(self, t: float, equity: float) -> bool:
-        """True if the backstop's equity is ``adl_drawdown_fraction`` or more below its peak within the window.
-
-        The peak is a sliding-window maximum (deque of decreasing values), so each call is O(1) amortized.
-        """
-        rule = self.venue.backstop
-        value = max(equity, 0.0)
-        peaks = self._fund_peaks
-        while peaks and peaks[-1][1] <= value:
-            peaks.pop()
-        peaks.append((t, value))
-        while peaks[0][0] < t - rule.adl_drawdown_window_s:
-            peaks.popleft()
-        peak = peaks[0][1]
-        return peak > 0 and (peak - value) >= rule.adl_drawdown_fraction * peak
 
     # ------------------------------------------------------------------ one round
     def _round(self, step: int, rnd: int, t: float, exo: float, mark: float, prev_mark: float) -> bool:

@@ -12,28 +12,22 @@ from delever.liquidation import Backstop, Deleveraging, LiquidationPolicy
 from delever.venues.rules import VenueRules
 
 #: venues whose liquidation path the account engine runs (the others have their own paths; see check_venue)
-ACCOUNT_ENGINE_VENUES = ("binance-usdm", "hyperliquid")
+ACCOUNT_ENGINE_VENUES = ("binance-usdm", "bitmex", "bybit", "hyperliquid", "okx")
 
 
 def check_venue(venue: VenueRules) -> None:
     """Refuse venue rules the account engine does not run, naming the rule.
 
     Raises:
-        DeleverInputError: Drift or dYdX (their own liquidation paths), laddered variants (fill-or-kill, first tier,
-            freeze), closing at the bankruptcy price with the surplus to the fund, liquidation taker fees, ADL at
-            mark or on a fund drawdown, or a pro-rata ADL policy of the random-walk kind.
+        DeleverInputError: Drift or dYdX (their own liquidation paths), the random-walk deleveraging policy or a
+            fund that never takes positions (dYdX's). Inverse contracts are refused by the engine
+            (``delever.engine.accounts.check_supported``).
     """
     name = venue.name
-    liq, adl, bs = venue.liquidation, venue.adl, venue.backstop
+    adl, bs = venue.adl, venue.backstop
     refused = [
         (venue.drift is not None, "Drift's liquidator takeover and socialized loss"),
         (venue.dydx is not None, "dYdX's block-limited liquidation and deleveraging path"),
-        (liq.step_down_tiers and (liq.step_down_order != "ioc" or liq.step_down_to != "lower_tier"
-                                  or liq.step_down_freeze_s > 0), "step-down variants (fill-or-kill, to the first tier, freeze)"),
-        (liq.close_at_bankruptcy, "closing at the bankruptcy price with the surplus to the fund"),
-        (liq.liquidation_taker_fee_rate > 0, "taker fees on liquidation orders"),
-        (adl.price == "mark", "ADL at the mark price"),
-        (bs.adl_drawdown_fraction > 0, "ADL on a fund drawdown"),
         (adl.policy == "random_walk", "random-walk deleveraging"),
         (bs.takeover_price == "none", "a fund that never takes positions"),
     ]
@@ -49,12 +43,17 @@ def venue_components(venue: VenueRules, adl_policy: str | None = None) -> tuple[
     L, B, A = venue.liquidation, venue.backstop, venue.adl
     liq = LiquidationPolicy(partial_threshold_usd=L.partial_threshold_usd, partial_fraction=L.partial_fraction,
                             partial_cooldown_s=L.partial_cooldown_s, step_down_tiers=L.step_down_tiers,
+                            step_down_order=L.step_down_order, step_down_to=L.step_down_to,
+                            step_down_from_tier=L.step_down_from_tier, step_down_freeze_s=L.step_down_freeze_s,
+                            close_at_bankruptcy=L.close_at_bankruptcy,
+                            liquidation_taker_fee_rate=L.liquidation_taker_fee_rate,
                             takeover_after_orders=B.takeover_price == "bankruptcy",
                             backstop_below_mm_fraction=L.backstop_below_mm_fraction,
                             clearance_fee_rate=L.clearance_fee_rate)
     bs = Backstop(B.holder, B.takeover_price, B.max_net_notional_ratio, B.adl_loss_fraction, B.unwind_half_life_s,
-                  B.unwind_max_slippage_pct)
-    dl = Deleveraging(A.ranking, A.price, adl_policy or A.policy, A.pro_rata_cap_fraction)
+                  B.unwind_max_slippage_pct, B.adl_drawdown_fraction, B.adl_drawdown_window_s)
+    dl = Deleveraging(A.ranking, A.price, adl_policy or A.policy, A.pro_rata_cap_fraction,
+                      A.bankruptcy_below_fund_fraction, A.adl_maker_fee_rate)
     return liq, bs, dl
 
 
