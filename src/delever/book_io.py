@@ -236,6 +236,25 @@ def load_ccxt_positions(path: Path, instrument: str) -> PositionBook:
     """
     path = Path(path)
     src = str(path)
+    account, side, qty, entry, coll, cross, inst, _ = _ccxt_rows(path)
+    n = qty.size
+    others: dict[str, int] = {}
+    for name in inst:
+        if name != instrument:
+            others[name] = others.get(name, 0) + 1
+    if others:
+        listed = ", ".join(f"{k} ({v})" for k, v in sorted(others.items()))
+        raise DeleverInputError(
+            f"{src}: {sum(others.values())} of {n} positions are for other instruments: {listed}; expected only "
+            f"{instrument} (split the file per instrument)"
+        )
+    return PositionBook(instrument, account, side, qty, entry, coll, cross).validate(src)
+
+
+def _ccxt_rows(path: Path):
+    """Every position of a ccxt positions file as arrays: account int64, side int8, qty, entry price, collateral
+    float64, cross bool (each ``(n,)``), and the instrument and settlement currency of each row (lists)."""
+    src = str(path)
     entries = _ccxt_entries(path)
     n = len(entries)
     account = np.empty(n, dtype=np.int64)
@@ -244,20 +263,15 @@ def load_ccxt_positions(path: Path, instrument: str) -> PositionBook:
     entry = np.empty(n, dtype=np.float64)
     coll = np.empty(n, dtype=np.float64)
     cross = np.empty(n, dtype=bool)
-    others: dict[str, int] = {}
+    inst: list[str] = []
+    settle: list[str] = []
     for i, (where, pos, acct) in enumerate(entries):
-        inst, _settle = _ccxt_instrument(pos, src, where)
-        if inst != instrument:
-            others[inst] = others.get(inst, 0) + 1
+        name, cur = _ccxt_instrument(pos, src, where)
+        inst.append(name)
+        settle.append(cur)
         account[i] = _ccxt_account(acct, src, where)
         side[i], qty[i], entry[i], coll[i], cross[i] = _ccxt_position(pos, src, where)
-    if others:
-        listed = ", ".join(f"{k} ({v})" for k, v in sorted(others.items()))
-        raise DeleverInputError(
-            f"{src}: {sum(others.values())} of {n} positions are for other instruments: {listed}; expected only "
-            f"{instrument} (split the file per instrument)"
-        )
-    return PositionBook(instrument, account, side, qty, entry, coll, cross).validate(src)
+    return account, side, qty, entry, coll, cross, inst, settle
 
 
 def _ccxt_entries(path: Path) -> list[tuple[str, dict[str, Any], Any]]:
@@ -706,22 +720,8 @@ def load_ccxt_account_book(path: Path, registry: InstrumentRegistry | None = Non
     """
     path = Path(path)
     src = str(path)
-    entries = _ccxt_entries(path)
-    n = len(entries)
-    account = np.empty(n, dtype=np.int64)
-    qty = np.empty(n, dtype=np.float64)
-    entry = np.empty(n, dtype=np.float64)
-    coll = np.empty(n, dtype=np.float64)
-    cross = np.empty(n, dtype=bool)
-    inst: list[str] = []
-    settle: list[str] = []
-    for i, (where, pos, acct) in enumerate(entries):
-        name, cur = _ccxt_instrument(pos, src, where)
-        inst.append(name)
-        settle.append(cur)
-        account[i] = _ccxt_account(acct, src, where)
-        side, qty[i], entry[i], coll[i], cross[i] = _ccxt_position(pos, src, where)
-        qty[i] *= side
+    account, side, qty, entry, coll, cross, inst, settle = _ccxt_rows(path)
+    qty = qty * side
     names, inst_row = _encode(inst)
     assets, asset_row = _encode(settle)
     if registry is None:
