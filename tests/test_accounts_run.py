@@ -65,6 +65,7 @@ def test_funding_not_price_tips_accounts():
 @pytest.mark.parametrize(("sets", "needle"), [
     (['venue.preset="drift"'], "Drift"),
     (['venue.preset="dydx-v4"'], "dYdX"),
+    (["mitigations.circuit_breaker.band_pct=5"], "mitigations.circuit_breaker"),
 ])
 def test_refused_venues(sets, needle):
     with pytest.raises(DeleverInputError, match=needle):
@@ -81,3 +82,15 @@ def test_refused_start_price():
     del raw["instruments"][0]["start_price"]
     with pytest.raises(DeleverInputError, match="start_price"):
         run_scenario(validate_scenario(raw, str(src)), resolve_data_dir())
+
+
+@pytest.mark.parametrize("command", [["replay", "--ensemble", "0"], ["heatmap"]])
+def test_one_instrument_commands_refuse_instrument_lists(command, tmp_path):
+    """replay and heatmap run one instrument: a scenario with instruments is refused, not run on the default market."""
+    from typer.testing import CliRunner
+
+    from delever.cli import app
+
+    r = CliRunner().invoke(app, [*command, "--scenario", str(FUNDING), "--no-write"])
+    assert r.exit_code == 2
+    assert "runs one instrument" in r.output and "Traceback" not in r.output

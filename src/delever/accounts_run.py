@@ -133,8 +133,13 @@ def prepare_accounts(scenario: Scenario, data_dir: Path) -> PreparedAccounts:
     """Resolve venue, instruments, price paths, depths and the account book of a multi-instrument scenario.
 
     Raises:
-        DeleverInputError: any bad or missing input, named by file/field; a venue the engine does not run.
+        DeleverInputError: any bad or missing input, named by file/field; a venue the engine does not run; a
+            mitigation (the account engine does not apply them yet, and a silently ignored one would mislead).
     """
+    active = scenario.mitigations.active()
+    if active:
+        raise DeleverInputError(f"mitigations.{active[0]}: mitigations are not applied by the multi-instrument account "
+                                "engine yet; run them on one instrument (the market section)")
     venue = load_venue(scenario.venue.preset, scenario.venue.overrides)
     check_venue(venue)
     symbols = [i.symbol for i in scenario.instruments]

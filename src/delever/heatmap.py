@@ -922,6 +922,7 @@ def build_heatmap(scenario: Scenario, data_dir: Path, opts: HeatmapOptions | Non
     Raises:
         DeleverInputError: bad options or inputs, named by flag, file or field.
     """
+    scenario.require_one_instrument("heatmap")
     t0 = time.perf_counter()
     opts = (opts or HeatmapOptions()).validate()
     notes: list[str] = []

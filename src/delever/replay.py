@@ -120,6 +120,7 @@ def replay_inputs(scenario: Scenario, data_dir: Path,
     Raises:
         DeleverInputError: no price history, file missing or invalid, window outside the file.
     """
+    scenario.require_one_instrument("replay")
     notes: list[str] = []
     if klines is not None:
         scenario = with_klines_driver(scenario, klines, data_dir, "replay")

@@ -51,6 +51,7 @@ def prepare(scenario: Scenario, data_dir: Path) -> Prepared:
     Raises:
         DeleverInputError: any bad or missing input, named by file/field.
     """
+    scenario.require_one_instrument("this command")
     venue = load_venue(scenario.venue.preset, scenario.venue.overrides)
     tier_src = resolve_tiers(venue, scenario.market.instrument, data_dir)
     tiers = tier_src.tiers

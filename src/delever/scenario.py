@@ -472,6 +472,17 @@ class Scenario(Strict):
         """True when the run has an ``[[instruments]]`` list (the account engine)."""
         return bool(self.instruments)
 
+    def require_one_instrument(self, command: str) -> None:
+        """Refuse a scenario with ``[[instruments]]`` in a command that runs one instrument (one line, no guess).
+
+        Raises:
+            DeleverInputError: the scenario lists instruments.
+        """
+        if self.instruments:
+            raise DeleverInputError(f"instruments: {command} runs one instrument (the market section); this scenario "
+                                    f"lists {len(self.instruments)} instruments (run, stress, compare and frontier "
+                                    "take them)")
+
     @model_validator(mode="before")
     @classmethod
     def _shock_start_price(cls, raw: Any) -> Any:
