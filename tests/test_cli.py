@@ -155,3 +155,10 @@ def test_venues_lists_presets_with_sources():
     result = runner.invoke(app, ["venues"])
     assert result.exit_code == 0
     assert "binance-usdm" in result.output and "hyperliquid" in result.output and "venue-mechanics" in result.output
+
+
+def test_version():
+    from delever.cli import app
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.startswith("delever ")

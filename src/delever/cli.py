@@ -36,6 +36,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 err = Console(stderr=True)
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("delever")
+        except PackageNotFoundError:   # run from a source tree that was never installed
+            v = "unknown (not installed)"
+        typer.echo(f"delever {v}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                                help="Print the installed version and exit")] = False) -> None:
+    """Simulate and measure deleveraging cascades: liquidations, insurance fund, ADL."""
+
+
 def _fail(exc: Exception) -> None:
     # escaped: messages name TOML tables such as [[instruments]], which rich would read as markup
     err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
