@@ -11,6 +11,7 @@ import pytest
 from delever.errors import DeleverInputError
 from delever.runner import run_scenario, write_run
 from delever.scenario import load_scenario, resolve_data_dir
+from report_helpers import check_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
@@ -45,7 +46,7 @@ def test_hyperliquid_multi_summary(tmp_path):
     folder = write_run(res, tmp_path)
     for name in ("steps", "liquidations", "adl", "ledger"):
         assert pq.read_table(folder / f"{name}.parquet").num_rows > 0
-    assert (folder / "report.html").stat().st_size > 0
+    check_report(folder / "report.html", tmp_path)
     assert json.loads((folder / "summary.json").read_text())["per_instrument"][0]["instrument"] == "BTC"
 
 

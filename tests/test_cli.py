@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from delever.cli import app
+from report_helpers import check_report, entries
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
@@ -53,7 +54,8 @@ def test_default_run_writes_every_table_and_the_report(tmp_path):
     assert "plotly" in html and "Price path" in html and "ADL fills" in html
     config = json.loads((folder / "config.json").read_text())
     assert config["config_hash"] == summary["config_hash"] and config["seed"] == summary["seed"]
-    assert [p.name for p in (tmp_path / "runs").iterdir()] == [folder.name]
+    assert entries(tmp_path / "runs") == [folder.name]
+    check_report(folder / "report.html", tmp_path / "runs")
 
 
 def test_same_config_and_seed_give_the_same_numbers(tmp_path):

@@ -23,6 +23,7 @@ from delever.replay import (
     write_replay,
 )
 from delever.scenario import load_scenario
+from report_helpers import check_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
@@ -251,6 +252,7 @@ def test_write_replay_folder(crash, tmp_path):
     html = (folder / "replay.html").read_text()
     assert html.count("Plotly.newPlot") == 1 and html.count("window.PlotlyConfig") == 1 and "<h2>Notes</h2>" in html
     assert not any(p.name.startswith(".") for p in (tmp_path / "runs").iterdir())
+    check_report(folder / "replay.html", tmp_path / "runs")
 
 
 def _app() -> typer.Typer:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 import delever.validate as V
 from delever.errors import DeleverInputError
+from report_helpers import check_report, entries
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data"
@@ -289,7 +290,8 @@ def _small_report() -> dict:
 
 def test_write_validation_files(tmp_path):
     out = V.write_validation(_small_report(), tmp_path / "v")
-    assert sorted(p.name for p in out.iterdir()) == ["validation.html", "validation.json", "validation.md"]
+    assert sorted(entries(out)) == ["validation.html", "validation.json", "validation.md"]
+    check_report(out / "validation.html", out)  # the asset goes next to the page
     md = (out / "validation.md").read_text()
     assert "| m1 | 10 | 12 | 11 .. 13 | +2 (+20 %) | USD | n |" in md
     assert "note \\| with a pipe" not in md and "- note | with a pipe" in md

@@ -607,7 +607,7 @@ def _write_folder(result: CompareResult, folder: Path) -> None:
                   "config_hash": run.result.summary["config_hash"], "seed": run.scenario.seed,
                   "scenario": run.scenario.model_dump(mode="json"), "venue_rules": run.venue_rules}
         (d / "config.json").write_text(json.dumps(config, indent=2, default=str))
-    write_compare_report(result, folder / "report.html")
+    write_compare_report(result, folder / "report.html", folder.parent)
 
 
 def run_frontier(scenario: str | Path | None, param: str, values: Sequence[Any], base: PolicySet,

@@ -5,7 +5,7 @@ and, for every policy but the baseline, the paired difference to the baseline wi
 (green when the whole interval is below 0, i.e. the policy lowers that loss; red when above). The
 report adds bar charts of every metric with interval whiskers, a forest plot of the differences,
 the per-path distributions of bad debt, liquidated notional and traders' losses per policy, and for
-a frontier the bad debt against liquidated notional per swept value. plotly.js is inlined once.
+a frontier the bad debt against liquidated notional per swept value. plotly.js is referenced from the output root (:mod:`delever.plotly_asset`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.table import Table
 
 from delever.compare_result import CompareResult
+from delever.plotly_asset import plotly_script_src
 
 __all__ = ["compare_figures", "format_value", "print_compare", "write_compare_report"]
 
@@ -238,20 +239,23 @@ def _html_table(summary: dict[str, Any]) -> str:
     return f"<table><tr><th>metric</th>{head}</tr>{''.join(body)}</table>"
 
 
-def write_compare_report(result: CompareResult, path: Path) -> None:
-    """Write the comparison's self-contained HTML report atomically (plotly.js inlined once).
+def write_compare_report(result: CompareResult, path: Path, asset_root: Path | None = None) -> None:
+    """Write the comparison's HTML report atomically; plotly.js is referenced from ``asset_root``.
 
     Args:
         result: the finished comparison (or frontier).
         path: the HTML file (temporary file + ``os.replace``).
+        asset_root: folder that receives ``plotly-<version>.min.js`` once (:mod:`delever.plotly_asset`);
+            None: the report's folder.
     """
     from delever.stress import _atomic_write
 
     s = result.summary
+    src = plotly_script_src(path, asset_root)
     parts = []
     for i, fig in enumerate(compare_figures(result)):
         fig.update_layout(template="plotly_white")
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)))
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=src if i == 0 else False))
     policies = "".join(f"<li><b>{html.escape(p['name'])}</b> ({html.escape(p['source'])}, config hash "
                        f"<code>{html.escape(str(p['config_hash']))}</code>, engine {html.escape(str(p['engine']))}): "
                        f"{html.escape(p['description'])}<br><code>{html.escape(json.dumps(p['overrides']))}</code></li>"

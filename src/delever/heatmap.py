@@ -61,7 +61,7 @@ above the grid so that every sum is complete:
   liquidation fills table binned by fill time and fill price (fill notional).
 
 Outputs (:func:`write_heatmap`): ``levels.parquet``, ``heatmap.parquet``, ``heatmap.html`` (plotly.js
-inlined once) and ``heatmap.png`` (matplotlib).
+from ``<out_dir>/plotly-<version>.min.js``) and ``heatmap.png`` (matplotlib).
 """
 
 from __future__ import annotations
@@ -1119,7 +1119,9 @@ def _figures(result: HeatmapResult):
         y = 0.5 * (hm.price_lo[1:-1] + hm.price_hi[1:-1])
         standing = (hm.standing_long_usd + hm.standing_short_usd)[:, 1:-1].T
         h = go.Figure()
-        h.add_trace(go.Heatmap(x=x, y=y, z=np.where(standing > 0, standing, np.nan), colorscale="Inferno",
+        # float32 colour grids: 7 significant digits are plenty for a colour scale and halve the page
+        # (heatmap.parquet keeps float64)
+        h.add_trace(go.Heatmap(x=x, y=y, z=np.where(standing > 0, standing, np.nan).astype(np.float32), colorscale="Inferno",
                                colorbar=dict(title="USD"), name="standing levels"))
         _price_lines(h, x, hm, go)
         h.update_layout(title="Liquidation heatmap: notional whose liquidation level sits at each price "
@@ -1132,7 +1134,8 @@ def _figures(result: HeatmapResult):
         zmax = float(max(hm.liquidated_usd.max(initial=0.0), hm.liquidated_feedback_usd.max(initial=0.0))) or 1.0
         for i, z in enumerate((hm.liquidated_usd, hm.liquidated_feedback_usd)):
             zz = z[:, 1:-1].T
-            g.add_trace(go.Heatmap(x=x, y=y, z=np.where(zz > 0, zz, np.nan), colorscale="Inferno", zmin=0, zmax=zmax,
+            g.add_trace(go.Heatmap(x=x, y=y, z=np.where(zz > 0, zz, np.nan).astype(np.float32), colorscale="Inferno",
+                                   zmin=0, zmax=zmax,
                                    showscale=i == 1, colorbar=dict(title="USD")), row=1, col=i + 1)
             g.add_trace(go.Scatter(x=x, y=hm.close, mode="lines", line=dict(color="#1f77b4"), name="close",
                                    showlegend=i == 0), row=1, col=i + 1)
@@ -1154,16 +1157,19 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
-def _write_html(result: HeatmapResult, path: Path) -> None:
+def _write_html(result: HeatmapResult, path: Path, asset_root: Path | None = None) -> None:
     import html
 
     import plotly.io as pio
 
+    from delever.plotly_asset import plotly_script_src
+
     s = result.summary
+    src = plotly_script_src(path, asset_root)
     parts = []
     for i, fig in enumerate(_figures(result)):
         fig.update_layout(template="plotly_white", height=480)
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)))
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=src if i == 0 else False))
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in s.get("notes", []))
     doc_lines = (__doc__ or "").strip()
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>delever heatmap {html.escape(str(s['scenario']))}</title>
@@ -1234,7 +1240,7 @@ def write_heatmap(result: HeatmapResult, out_dir: Path, html: bool = True) -> Pa
 
     Files: ``levels.parquet`` (one row per level: no-feedback and feedback notionals, fills, bands),
     ``heatmap.parquet`` (one row per time x price bucket, when a history was given),
-    ``heatmap.html`` (plotly.js inlined once), ``heatmap.png`` (matplotlib), ``summary.json``.
+    ``heatmap.html`` (plotly.js from ``<out_dir>/plotly-<version>.min.js``), ``heatmap.png`` (matplotlib), ``summary.json``.
 
     Returns:
         ``<out_dir>/<scenario>-heatmap-<config_hash>-<UTC time>``.
@@ -1246,7 +1252,7 @@ def write_heatmap(result: HeatmapResult, out_dir: Path, html: bool = True) -> Pa
         if result.heatmap is not None:
             pq.write_table(_heatmap_table(result.heatmap), tmp / "heatmap.parquet")
         if html:
-            _write_html(result, tmp / "heatmap.html")
+            _write_html(result, tmp / "heatmap.html", out_dir)
             note = _write_png(result, tmp / "heatmap.png")
             result.summary["png"] = None if note else "heatmap.png"
             if note:

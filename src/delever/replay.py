@@ -45,7 +45,7 @@ quantiles per minute (``np.percentile``, linear) are the bands. The base row val
 scenario's own (unperturbed) book.
 
 Outputs (:func:`write_replay`): ``minutes.parquet`` (one row per minute), ``summary.json``,
-``replay.html`` (plotly.js inlined once).
+``replay.html`` (plotly.js from ``<out_dir>/plotly-<version>.min.js``).
 """
 
 from __future__ import annotations
@@ -499,13 +499,15 @@ def _figure(result: ReplayResult):
     return fig
 
 
-def _write_html(result: ReplayResult, path: Path) -> None:
+def _write_html(result: ReplayResult, path: Path, asset_root: Path | None = None) -> None:
     import html
 
     import plotly.io as pio
 
+    from delever.plotly_asset import plotly_script_src
+
     s = result.summary
-    part = pio.to_html(_figure(result), full_html=False, include_plotlyjs=True)
+    part = pio.to_html(_figure(result), full_html=False, include_plotlyjs=plotly_script_src(path, asset_root))
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in s.get("notes", []))
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>delever replay {html.escape(str(s['scenario']))}</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}}pre{{background:#f6f6f6;padding:1em;white-space:pre-wrap}}</style></head><body>
@@ -527,7 +529,7 @@ def write_replay(result: ReplayResult, out_dir: Path, html: bool = True) -> Path
     Files: ``minutes.parquet`` (one row per minute: ``minute``, ``time_utc``, ``has_bar``, observed
     ``open/high/low/close`` and ``taker_sell_volume`` (NaN where absent), the :func:`per_minute`
     columns, and the bands ``<col>_p05/_p50/_p95_<usd|qty>`` for :data:`BAND_COLUMNS`, NaN without an
-    ensemble), ``summary.json``, ``replay.html`` (plotly.js inlined once).
+    ensemble), ``summary.json``, ``replay.html`` (plotly.js from ``<out_dir>/plotly-<version>.min.js``).
 
     Returns:
         ``<out_dir>/<scenario>-replay-<config_hash>-<UTC time>``.
@@ -538,7 +540,7 @@ def write_replay(result: ReplayResult, out_dir: Path, html: bool = True) -> Path
         pq.write_table(result.minutes, tmp / "minutes.parquet")
         (tmp / "summary.json").write_text(json.dumps(result.summary, indent=2, default=str))
         if html:
-            _write_html(result, tmp / "replay.html")
+            _write_html(result, tmp / "replay.html", out_dir)
     return out_dir / folder_name
 
 

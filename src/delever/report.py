@@ -1,4 +1,4 @@
-"""Terminal summary (rich) and the self-contained HTML report (plotly, works offline)."""
+"""Terminal summary (rich) and the HTML report (plotly.js from the output root, works offline)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
 
+from delever.plotly_asset import plotly_script_src
 from delever.run_result import RunResult
 
 KEY_FIGURES = (
@@ -128,20 +129,23 @@ def _figures(result: RunResult) -> list[go.Figure]:
     return figs
 
 
-def write_html_report(result: RunResult, path: Path, figures: list[go.Figure] | None = None) -> None:
-    """Write a self-contained HTML report (plotly.js inlined once, so it works offline).
+def write_html_report(result: RunResult, path: Path, figures: list[go.Figure] | None = None,
+                      asset_root: Path | None = None) -> None:
+    """Write the HTML report; plotly.js is referenced from ``asset_root`` (works offline).
 
     Sections: key figures, price path, liquidations by step and round, insurance fund / vault
     balance with bad debt, ADL fills, run notes and the book's assumptions. ``figures`` replaces the
-    one-instrument charts (the multi-instrument report, ``delever.report_accounts``).
+    one-instrument charts (the multi-instrument report, ``delever.report_accounts``). ``asset_root``
+    receives ``plotly-<version>.min.js`` once (:mod:`delever.plotly_asset`; None: the report's folder).
     """
     s = result.summary
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td style='text-align:right'>{html.escape(_fmt(fmt, s.get(k)))}</td></tr>"
                    for k, label, fmt in KEY_FIGURES)
+    src = plotly_script_src(path, asset_root)
     parts = []
     for i, fig in enumerate(_figures(result) if figures is None else figures):
         fig.update_layout(template="plotly_white", height=430)
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)))
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=src if i == 0 else False))
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in s.get("notes", []))
     assumptions = html.escape(json.dumps(result.prepared.book_assumptions, indent=2, default=str))
     doc = f"""<!doctype html><html><head><meta charset="utf-8"><title>delever run {html.escape(str(s['scenario']))}</title>

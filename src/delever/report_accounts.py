@@ -50,6 +50,6 @@ def account_figures(result: RunResult) -> list[go.Figure]:
     return figs
 
 
-def write_accounts_report(result: RunResult, path: Path) -> None:
+def write_accounts_report(result: RunResult, path: Path, asset_root: Path | None = None) -> None:
     """The run report of a multi-instrument run (same page as a one-instrument run, other charts)."""
-    write_html_report(result, path, account_figures(result))
+    write_html_report(result, path, account_figures(result), asset_root)

@@ -262,9 +262,9 @@ def write_run(result: RunResult, out_dir: Path, html: bool = True) -> Path:
         if html and getattr(prep.scenario, "is_multi", False):
             from delever.report_accounts import write_accounts_report
 
-            write_accounts_report(result, tmp / "report.html")
+            write_accounts_report(result, tmp / "report.html", out_dir)
         elif html:
             from delever.report import write_html_report
 
-            write_html_report(result, tmp / "report.html")
+            write_html_report(result, tmp / "report.html", asset_root=out_dir)
     return out_dir / folder_name

@@ -958,7 +958,7 @@ def run_stress(scenario: Scenario, data_dir: Path | str, executor: str = "proces
         _write_table(fan_table, folder / "price_quantiles.parquet")
         from delever.stress_report import write_stress_report
 
-        write_stress_report(result, folder / "report.html")
+        write_stress_report(result, folder / "report.html", folder.parent)
     summary["wall_s"] = round(time.perf_counter() - t_wall, 3)
     if folder is not None:
         _write_json(summary, folder / "summary.json")

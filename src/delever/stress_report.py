@@ -2,7 +2,8 @@
 
 The report has the key risk figures, a fan chart of the generated price paths (quantile bands
 1/5/25/50/75/95/99 % per step) and histograms of liquidated notional, bad debt, ADL notional and
-amplification over the paths. plotly.js is inlined once, so the file opens without a network.
+amplification over the paths. plotly.js is written once to the output root and referenced by a
+relative path (:mod:`delever.plotly_asset`), so the file opens without a network.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from plotly.subplots import make_subplots
 from rich.console import Console
 from rich.table import Table
 
+from delever.plotly_asset import plotly_script_src
 from delever.stress_result import StressResult
 
 __all__ = ["STRESS_FIGURES", "print_stress_summary", "stress_figures", "write_stress_report"]
@@ -148,20 +150,23 @@ def stress_figures(result: StressResult) -> list[go.Figure]:
     return [_fan_figure(result.fan, result.summary.get("start_price")), _hist_figure(result)]
 
 
-def write_stress_report(result: StressResult, path: Path) -> None:
-    """Write the stress run's self-contained HTML report atomically (plotly.js inlined once).
+def write_stress_report(result: StressResult, path: Path, asset_root: Path | None = None) -> None:
+    """Write the stress run's HTML report atomically; plotly.js is referenced from ``asset_root``.
 
     Args:
         result: the finished stress run.
         path: the HTML file to write (replaced atomically: temporary file + ``os.replace``).
+        asset_root: folder that receives ``plotly-<version>.min.js`` once (:mod:`delever.plotly_asset`);
+            None: the report's folder.
     """
     s = result.summary
     rows = "".join(f"<tr><td>{html.escape(label)}</td><td style='text-align:right'>{html.escape(text)}</td></tr>"
                    for label, text in _rows(s))
+    src = plotly_script_src(path, asset_root)
     parts = []
     for i, fig in enumerate(stress_figures(result)):
         fig.update_layout(template="plotly_white", height=520 if i else 460)
-        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)))
+        parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=src if i == 0 else False))
     notes = "".join(f"<li>{html.escape(str(n))}</li>" for n in s.get("notes", []) or [])
     dists = {k: s[k] for k in ("liquidated_notional_dist", "bad_debt_dist", "adl_notional_dist",
                                "amplification_dist") if k in s}

@@ -1313,7 +1313,8 @@ def _figures(ev: dict[str, Any]):
     return figs
 
 
-def _html(report: dict[str, Any]) -> str:
+def _html(report: dict[str, Any], plotly_src: str) -> str:
+    """The page; ``plotly_src`` is the relative path of plotly.js (:func:`delever.plotly_asset.plotly_script_src`)."""
     import plotly.io as pio
 
     e = html_mod.escape
@@ -1325,7 +1326,7 @@ def _html(report: dict[str, Any]) -> str:
             parts.append(f"<p>Window {e(str(ev['window_utc'][0]))} to {e(str(ev['window_utc'][1]))}.</p>")
         for fig in _figures(ev):
             fig.update_layout(template="plotly_white", height=420)
-            parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=first))
+            parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=plotly_src if first else False))
             first = False
         for title, header, rows in _event_tables(ev):
             parts.append(f"<h3>{e(title)}</h3>{_html_table(header, rows)}")
@@ -1359,11 +1360,16 @@ data <code>{e(report['data_dir'])}</code>; {report['wall_s']} s.</p>
 def write_validation(report: dict[str, Any], out_dir: Path) -> Path:
     """Write ``validation.md``, ``validation.html`` and ``validation.json`` into ``out_dir`` (each atomically).
 
+    ``validation.html`` loads ``plotly-<version>.min.js``, written once into ``out_dir``.
+
     Returns:
         ``out_dir``.
     """
+    from delever.plotly_asset import plotly_script_src
+
     out_dir.mkdir(parents=True, exist_ok=True)
-    for name, text in (("validation.md", _markdown(report)), ("validation.html", _html(report)),
+    src = plotly_script_src(out_dir / "validation.html")  # the asset goes next to the page
+    for name, text in (("validation.md", _markdown(report)), ("validation.html", _html(report, src)),
                        ("validation.json", json.dumps(report, indent=2, default=str))):
         tmp = out_dir / f".{name}.tmp"
         tmp.write_text(text, encoding="utf-8")
