@@ -544,14 +544,7 @@ def _book_from_table(table: pa.Table, src: Path, instrument: str) -> PositionBoo
         raise DeleverInputError(
             f"{src}: field 'margin_mode' has type {mode_col.type}, expected 'isolated' or 'cross' text"
         )
-    mode_l = pc.utf8_lower(mode_col)
-    cross = _words(mode_l, ("cross",))
-    bad = ~(cross | _words(mode_l, ("isolated",)))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DeleverInputError(
-            f"{src}: row {i + 1}: field 'margin_mode' is {mode_col[i].as_py()!r}, expected 'isolated' or 'cross'"
-        )
+    cross = _cross_rows(mode_col, src)
 
     return PositionBook(instrument, account, side, qty, entry, coll, cross).validate(str(src))
 
@@ -817,6 +810,19 @@ def _text(table: pa.Table, name: str, src: Path) -> pa.Array:
     return col
 
 
+def _cross_rows(mode_col: pa.Array, src) -> np.ndarray:
+    """bool per row: ``margin_mode`` is cross (case-insensitive); anything but cross / isolated is refused."""
+    mode_l = pc.utf8_lower(mode_col)
+    cross = _words(mode_l, ("cross",))
+    bad = ~(cross | _words(mode_l, ("isolated",)))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DeleverInputError(
+            f"{src}: row {i + 1}: field 'margin_mode' is {mode_col[i].as_py()!r}, expected 'isolated' or 'cross'"
+        )
+    return cross
+
+
 def _first_bad(bad: np.ndarray, values: np.ndarray, name: str, src: Path, expected: str) -> None:
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -853,14 +859,7 @@ def _account_book_from_table(table: pa.Table, src: Path, registry: InstrumentReg
     _first_bad(~(np.isfinite(entry) & (entry > 0)), entry, "entry_price", src, "a finite price > 0")
     _first_bad(~(np.isfinite(coll) & (coll >= 0)), coll, "collateral", src, "a finite amount >= 0")
     mode_col = _text(table, "margin_mode", src)
-    mode_l = pc.utf8_lower(mode_col)
-    cross = _words(mode_l, ("cross",))
-    bad = ~(cross | _words(mode_l, ("isolated",)))
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DeleverInputError(
-            f"{src}: row {i + 1}: field 'margin_mode' is {mode_col[i].as_py()!r}, expected 'isolated' or 'cross'"
-        )
+    cross = _cross_rows(mode_col, src)
     if registry is None:
         settle = [_stable_suffix(v) for v in inst]
         if "" in settle:
