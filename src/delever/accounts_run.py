@@ -26,8 +26,9 @@ from delever.market.depth import DepthCurve
 from delever.market.impact import Impact
 from delever.model import AccountBook, InstrumentRegistry
 from delever.multipath import MultiPricePath, load_bars_multi, load_historical_multi
+from delever.paths import shock_path
 from delever.risk import RiskModel, TieredRisk
-from delever.scenario import Scenario, config_hash, resolve_path
+from delever.scenario import Scenario, ShockDriver, config_hash, resolve_path
 from delever.synthesize_multi import (
     AccountSizeParams,
     LeverageMixParams,
@@ -60,22 +61,22 @@ class PreparedAccounts:
 
 
 def _shock_path(scenario: Scenario) -> MultiPricePath:
+    """Every instrument's shock on one grid: the one-instrument shock (:func:`delever.paths.shock_path`) per column."""
     d = scenario.multi_driver
-    starts, moves = [], []
+    if (d.duration_s + d.hold_s) / d.dt_s > 5_000_000:
+        raise DeleverInputError(f"multi_driver: {(d.duration_s + d.hold_s) / d.dt_s:.0f} steps (duration_s + hold_s "
+                                "over dt_s); at most 5,000,000")
+    cols, moves = [], []
     for ins in scenario.instruments:
         if ins.start_price is None:
             raise DeleverInputError(f"instruments.{ins.symbol}.start_price: required for a shock multi_driver")
-        starts.append(ins.start_price)
-        moves.append(d.move_pct if ins.move_pct is None else ins.move_pct)
-    total = d.duration_s + d.hold_s
-    t = np.arange(0.0, total + d.dt_s / 2, d.dt_s)
-    if t.size > 5_000_000:
-        raise DeleverInputError(f"multi_driver: {t.size} steps (duration_s + hold_s over dt_s); at most 5,000,000")
-    frac = np.ones_like(t) if d.duration_s == 0 else np.minimum(t / d.duration_s, 1.0)
-    frac[0] = 0.0
-    price = np.asarray(starts)[None, :] * (1.0 + frac[:, None] * np.asarray(moves)[None, :] / 100.0)
+        move = d.move_pct if ins.move_pct is None else ins.move_pct
+        moves.append(move)
+        cols.append(shock_path(ShockDriver(move_pct=move, duration_s=d.duration_s, hold_s=d.hold_s), ins.start_price,
+                               d.dt_s))
     label = ", ".join(f"{i.symbol} {m:+g} %" for i, m in zip(scenario.instruments, moves, strict=True))
-    return MultiPricePath(tuple(i.symbol for i in scenario.instruments), t, price, d.mode,
+    return MultiPricePath(tuple(i.symbol for i in scenario.instruments), cols[0].t_s,
+                          np.stack([c.price for c in cols], axis=1), d.mode,
                           labels=tuple(f"shock {m:+g} % over {d.duration_s:g} s" for m in moves),
                           notes=(f"shock: {label}",))
 

@@ -224,8 +224,10 @@ def validate_hyperliquid_multi(data_dir: Path, quick: bool = False, ensemble: in
         "notes": [
             *main["notes"],
             f"wall {time.perf_counter() - t0:.1f} s for {len(runs)} run(s)",
-            "relative errors against the one-coin validation: ADL notional "
-            f"{rel(adl_usd[0], main['adl_notional_usd']['observed'])}, ratio {rel(ratios_win[0], obs_ratio)}",
+            f"relative errors of this run (first book): ADL notional {rel(adl_usd[0], main['adl_notional_usd']['observed'])}"
+            f", ADL/liquidation ratio {rel(ratios_win[0], obs_ratio)}; the one-coin runs gave "
+            f"{ONE_COIN_REFERENCE['adl_notional_rel_error']} and "
+            f"{ONE_COIN_REFERENCE['adl_to_liquidation_count_ratio_rel_error']}",
         ],
     }
 

@@ -170,7 +170,6 @@ class AccountEngine:
         self.party = INSURANCE_FUND if backstop.holder == "insurance_fund" else LIQUIDATOR_VAULT
         self.bs_cash = np.zeros(K)
         self.bs_cash[fund_asset] = float(insurance_fund_usd)
-        self.fund_asset = int(fund_asset)
         self.inv_qty = np.zeros(self.n_ins)       # signed
         self.inv_entry = np.zeros(self.n_ins)
         self.market_cash = np.zeros(K)
@@ -247,10 +246,13 @@ class AccountEngine:
         evaluated since keep older values and must not be read).
         """
         b = self.b
-        pos = self._positions_of(groups)
-        local = np.searchsorted(groups, b.pos_group[pos])
-        sub = AccountBook(b.registry, b.account_id, b.group_account[groups], b.group_isolated[groups], local,
-                          b.pos_instrument[pos], b.pos_qty[pos], b.pos_entry_price[pos], b.balance[groups])
+        if groups.size == b.n_groups:   # the whole book: no renumbering, no copies
+            pos, local, sub = slice(None), b.pos_group, b
+        else:
+            pos = self._positions_of(groups)
+            local = np.searchsorted(groups, b.pos_group[pos])
+            sub = AccountBook(b.registry, b.account_id, b.group_account[groups], b.group_isolated[groups], local,
+                              b.pos_instrument[pos], b.pos_qty[pos], b.pos_entry_price[pos], b.balance[groups])
         rs = self.risk.evaluate(sub, self._prices())
         r = self._risk
         r.equity_usd[groups], r.maint_usd[groups], r.initial_usd[groups] = rs.equity_usd, rs.maint_usd, rs.initial_usd
@@ -369,10 +371,6 @@ class AccountEngine:
             self._party_log["traders"][int(a)].append(np.array(amount[m], dtype=np.float64))
             self._move({MARKET: "market", FEE_POOL: "fee_pool"}.get(payer, "backstop"), int(a), -amount[m])
             self.ledger.transfer(kind, int(a), payer, self._account_of(pos[m]), amount[m], self.asset_usd[a])
-
-    def equity_usd(self) -> np.ndarray:
-        """Equity of every margin group at the current marks, USD, float64 ``(G,)``."""
-        return self.risk.evaluate(self.b, self._prices()).equity_usd
 
     def backstop_equity_usd(self) -> float:
         return float((self.bs_cash * self.asset_usd).sum() + (self.inv_qty * (self.mark - self.inv_entry)).sum())

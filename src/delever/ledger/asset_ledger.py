@@ -13,9 +13,9 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from delever.ledger.parties import BAD_DEBT, FEE_POOL, INSURANCE_FUND, LIQUIDATOR_VAULT, MARKET, party_name
+from delever.ledger.parties import party_name
 
-__all__ = ["BAD_DEBT", "FEE_POOL", "INSURANCE_FUND", "LIQUIDATOR_VAULT", "MARKET", "AssetLedger", "party_name"]
+__all__ = ["AssetLedger"]
 
 
 class AssetLedger:

@@ -78,11 +78,6 @@ class AccountBook:
         """int64 ``(P,)`` account row of each position."""
         return self.group_account[self.pos_group]
 
-    def positions_per_account(self) -> np.ndarray:
-        """int64 ``(A,)`` number of open positions of each account."""
-        open_ = self.pos_qty != 0
-        return np.bincount(self.pos_account[open_], minlength=self.n_accounts)
-
     def instruments_per_account(self) -> np.ndarray:
         """int64 ``(A,)`` number of distinct instruments an account holds open positions in."""
         open_ = self.pos_qty != 0
